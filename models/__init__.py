@@ -1,0 +1,1 @@
+"""Torch models, training, ONNX export and offline evaluation."""

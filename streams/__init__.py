@@ -1,0 +1,1 @@
+"""streamrec's edge with Kafka: settings, topics, records, codecs, app factory, client and CLI."""

@@ -1,0 +1,119 @@
+"""Versioned, typed records exchanged over Kafka; the wire format is JSON (see docs/wire-format.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION: Literal[1] = 1
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+EventType = Literal["view", "click", "add_to_cart", "purchase", "impression"]
+EVENT_TYPES: tuple[EventType, ...] = ("view", "click", "add_to_cart", "purchase", "impression")
+ContextValue = str | int | float | bool
+
+
+class _Record(BaseModel):
+    # Unknown fields are ignored so newer producers can add fields without breaking older workers.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Event(_Record):
+    """One user interaction; keyed by ``user_id`` on the events topic."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: Id
+    type: EventType
+    user_id: Id
+    item_id: Id
+    ts: AwareDatetime
+    session_id: Id | None = None
+    price: Annotated[float, Field(ge=0)] | None = None
+    position: Annotated[int, Field(ge=0)] | None = None
+    request_id: Id | None = Field(default=None, description="correlation id of the list that showed the item")
+    context: dict[str, ContextValue] = Field(default_factory=dict)
+
+
+class ItemUpdate(_Record):
+    """A catalog upsert; keyed by ``item_id`` on the (compacted) items topic."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    item_id: Id
+    category: Id
+    brand: str = ""
+    price: Annotated[float, Field(ge=0)]
+    available: bool = True
+    created_at: AwareDatetime
+    title: str = ""
+
+
+class RecommendRequest(_Record):
+    """Ask for ``k`` items for ``user_id``; the answer carries the same ``correlation_id``."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    correlation_id: Id
+    user_id: Id
+    k: int = 10
+    surface: str = "home"
+    context: dict[str, ContextValue] = Field(default_factory=dict)
+    exclude: list[Id] = Field(default_factory=list, max_length=1000)
+    deadline_ms: Annotated[float, Field(gt=0)] | None = None
+    sent_at: AwareDatetime | None = None
+    reply_to: str | None = Field(default=None, description="response topic; defaults to rec-responses")
+
+
+class ErrorCode(StrEnum):
+    """Typed reasons a request could not be answered in full."""
+
+    INVALID_REQUEST = "invalid_request"
+    K_OUT_OF_RANGE = "k_out_of_range"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    INTERNAL = "internal"
+
+
+class ErrorInfo(_Record):
+    code: ErrorCode
+    message: str
+
+
+class RecItem(_Record):
+    item_id: str
+    position: int
+    score: float
+    source: str
+    reason: str
+    p_click: float | None = None
+    p_purchase: float | None = None
+    value: float | None = None
+
+
+class RecommendResponse(_Record):
+    """The answer to one request; ``fallback`` is true whenever the answer is degraded."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    correlation_id: str
+    user_id: str | None
+    items: list[RecItem] = Field(default_factory=list)
+    model_version: str = "none"
+    variant: str = "control"
+    fallback: bool = False
+    error: ErrorInfo | None = None
+    served_at: datetime
+    latency_ms: float = 0.0
+
+
+class DeadLetter(_Record):
+    """A message streamrec could not use, with the reason and where it came from."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    reason: str
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    payload: str
+    received_at: datetime

@@ -1,0 +1,86 @@
+"""The one frozen settings tree; the only module that reads the environment (prefix ``STREAMREC_``).
+
+Nested fields use ``__`` in variable names, e.g. ``STREAMREC_KAFKA__BOOTSTRAP_SERVERS``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    topic_prefix: str = Field(default="", description="prepended to every topic name (test isolation, multi-tenant)")
+    partitions: int = Field(default=4, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1)
+    client_id: str = "streamrec"
+
+
+class RedisSettings(_Section):
+    url: str = "redis://127.0.0.1:16379/0"
+    password: SecretStr | None = None
+    key_prefix: str = "sr"
+    user_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    socket_timeout_s: float = Field(default=0.25, gt=0)
+
+
+class WorkerSettings(_Section):
+    app_id: str = "streamrec"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    data_dir: Path = Path(".run/worker")
+    batch_size: int = Field(default=2000, ge=1)
+    batch_within_s: float = Field(default=0.05, gt=0)
+    commit_interval_s: float = Field(default=1.0, gt=0)
+
+
+class ValidationSettings(_Section):
+    max_event_bytes: int = Field(default=16_384, ge=256)
+    max_future_skew_s: float = Field(default=300.0, ge=0)
+    max_price: float = Field(default=1e7, gt=0)
+
+
+class FeatureSettings(_Section):
+    last_n: int = Field(default=20, ge=1, le=200)
+    dedupe_ring: int = Field(default=64, ge=1, le=1024)
+    popularity_half_life_s: float = Field(default=6 * 3600.0, gt=0)
+
+
+class ServingSettings(_Section):
+    default_k: int = Field(default=10, ge=1)
+    max_k: int = Field(default=100, ge=1)
+    default_deadline_ms: float = Field(default=250.0, gt=0)
+    max_deadline_ms: float = Field(default=10_000.0, gt=0)
+    popular_pool_size: int = Field(default=500, ge=1)
+    popular_refresh_s: float = Field(default=1.0, gt=0)
+
+
+class ModelSettings(_Section):
+    registry_dir: Path = Path(".registry")
+
+
+class Settings(BaseSettings):
+    """Everything configurable in streamrec; build once with :func:`load_settings` and pass it down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMREC_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    worker: WorkerSettings = WorkerSettings()
+    validation: ValidationSettings = ValidationSettings()
+    features: FeatureSettings = FeatureSettings()
+    serving: ServingSettings = ServingSettings()
+    models: ModelSettings = ModelSettings()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (and apply explicit overrides, which win) into a frozen tree."""
+    return Settings(**overrides)  # type: ignore[arg-type]

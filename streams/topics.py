@@ -1,0 +1,71 @@
+"""The one place topic names and their specs are declared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from streams.settings import KafkaSettings
+
+EVENTS: Final = "events"
+ITEMS: Final = "items"
+REC_REQUESTS: Final = "rec-requests"
+REC_RESPONSES: Final = "rec-responses"
+DEAD_LETTERS: Final = "dead-letters"
+IMPRESSIONS: Final = "impressions"
+MODEL_UPDATES: Final = "model-updates"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic as created on the broker."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    config: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """Fully qualified (prefixed) names of every streamrec topic."""
+
+    events: str
+    items: str
+    rec_requests: str
+    rec_responses: str
+    dead_letters: str
+    impressions: str
+    model_updates: str
+
+
+def topic_names(kafka: KafkaSettings) -> TopicNames:
+    p = kafka.topic_prefix
+    return TopicNames(
+        events=p + EVENTS,
+        items=p + ITEMS,
+        rec_requests=p + REC_REQUESTS,
+        rec_responses=p + REC_RESPONSES,
+        dead_letters=p + DEAD_LETTERS,
+        impressions=p + IMPRESSIONS,
+        model_updates=p + MODEL_UPDATES,
+    )
+
+
+def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
+    """Every topic streamrec needs.
+
+    Events and requests share a partition count and are keyed by user id (co-partitioned), so the
+    worker that owns a user's state also answers that user's requests.
+    """
+    n, rf, t = kafka.partitions, kafka.replication_factor, topic_names(kafka)
+    week = ("retention.ms", str(7 * 24 * 3600 * 1000))
+    return [
+        TopicSpec(t.events, n, rf, (week,)),
+        TopicSpec(t.rec_requests, n, rf, (("retention.ms", str(3600 * 1000)),)),
+        TopicSpec(t.rec_responses, n, rf, (("retention.ms", str(3600 * 1000)),)),
+        TopicSpec(t.items, n, rf, (("cleanup.policy", "compact"),)),
+        TopicSpec(t.dead_letters, 1, rf, (week,)),
+        TopicSpec(t.impressions, n, rf, (week,)),
+        TopicSpec(t.model_updates, 1, rf, ()),
+    ]

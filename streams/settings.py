@@ -6,6 +6,7 @@ Nested fields use ``__`` in variable names, e.g. ``STREAMREC_KAFKA__BOOTSTRAP_SE
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,8 @@ class RedisSettings(_Section):
 
 class WorkerSettings(_Section):
     app_id: str = "streamrec"
+    store: Literal["redis", "memory"] = Field(default="redis", description="online feature store backend")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     web_port: int = Field(default=6066, ge=1, le=65535)
     data_dir: Path = Path(".run/worker")
     batch_size: int = Field(default=2000, ge=1)
@@ -84,3 +87,17 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read the environment (and apply explicit overrides, which win) into a frozen tree."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment for a child process (worker, echo) that must see exactly these settings."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
+    for section, model in settings:
+        for name, value in model:
+            if value is None:
+                continue
+            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            env[f"STREAMREC_{section.upper()}__{name.upper()}"] = text
+    return env

@@ -1,0 +1,83 @@
+"""Events agent: batches of user events -> user state table (changelogged) mirrored to the online store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+
+from agents.dead_letters import DeadLetterSink
+from agents.ingest import RawMessage, plan_batch, triage
+from agents.runtime import Runtime
+from state.errors import StoreUnavailable
+from state.features import encode_state
+from state.store import OnlineFeatureStore, WriteBatch
+
+log = logging.getLogger(__name__)
+
+
+async def write_until_stored(store: OnlineFeatureStore, batch: WriteBatch, max_delay_s: float = 2.0) -> None:
+    """Retry a store write with backoff: losing a batch is never an option, stalling is (lag shows it)."""
+    delay = 0.05
+    while True:
+        try:
+            await store.write_batch(batch)
+            return
+        except StoreUnavailable as exc:
+            log.warning("online store unavailable, retrying in %.2f s: %s", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
+
+
+async def load_missing_watermarks(rt: Runtime, source: str, partitions: set[int], applied: dict[int, int]) -> None:
+    if partitions - applied.keys():
+        stored = await rt.store.applied_offsets(source)
+        for p in partitions - applied.keys():
+            applied[p] = stored.get(p, -1)
+
+
+async def load_missing_items(rt: Runtime, item_ids: set[str]) -> None:
+    """Fill the category cache for items this batch mentions (one round trip for the unknown ones)."""
+    wanted = {i for i in item_ids if i not in rt.catalog}
+    if wanted:
+        ids = sorted(wanted)
+        for item_id, rec in zip(ids, await rt.store.read_items(ids), strict=True):
+            if rec is not None:
+                rt.catalog[item_id] = rec
+
+
+def register(app: faust.App, rt: Runtime) -> None:
+    """Register the events agent and the user-state table on ``app``."""
+    topic = app.topic(rt.topics.events)
+    table: Any = app.Table("users", default=None, partitions=rt.settings.kafka.partitions,
+                           key_serializer="raw", value_serializer="raw")
+    dead = DeadLetterSink(app, rt)
+    applied: dict[int, int] = {}
+    w = rt.settings.worker
+
+    @app.on_partitions_revoked.connect
+    async def forget_watermarks(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        applied.clear()  # another worker may advance them now; reload on next sight
+
+    @app.agent(topic, name="events")
+    async def ingest(stream: faust.StreamT[bytes]) -> None:
+        rt.local_users = table.data
+        async for events in stream.take_events(w.batch_size, within=w.batch_within_s):
+            msgs = [RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                    for e in events]
+            await load_missing_watermarks(rt, rt.topics.events, {m.partition for m in msgs}, applied)
+            decoded, dead_letters = triage(msgs, rt.clock.now(), rt.settings.validation)
+            await load_missing_items(rt, {d.event.item_id for d in decoded})
+            plan = plan_batch(msgs, decoded, dead_letters, cfg=rt.features,
+                              states=rt.user_state, catalog=rt.catalog, applied_offsets=applied, source=rt.topics.events)
+            assert plan.write is not None
+            await write_until_stored(rt.store, plan.write)
+            applied.update(plan.write.offsets)
+            for user_id, state in plan.users.items():
+                key = user_id.encode()
+                table.data[key] = state
+                table.send_changelog(plan.user_partition[user_id], key, encode_state(state))
+            for exc, m in plan.dead:
+                await dead.send(exc, m)

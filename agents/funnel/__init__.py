@@ -1,0 +1,1 @@
+"""The serving funnel as pure stages: retrieval, filtering, scoring, ordering."""

@@ -1,0 +1,97 @@
+"""Pure batch logic of the events agent: triage, per-user updates, idempotent store writes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+
+from state.features import EventView, FeatureConfig, UserState, apply_events, new_user_state
+from state.items import ItemRecord
+from state.popularity import popularity_increment
+from state.store import WriteBatch
+from streams.codec import decode_event
+from streams.errors import DecodeError
+from streams.records import Event
+from streams.settings import ValidationSettings
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A consumed message with its origin, as the agent hands it to the core."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    msg: RawMessage
+    event: Event
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """What one batch changes: user states to store and mirror, store writes, dead letters."""
+
+    users: dict[str, UserState] = field(default_factory=dict)
+    user_partition: dict[str, int] = field(default_factory=dict)
+    dead: list[tuple[DecodeError, RawMessage]] = field(default_factory=list)
+    write: WriteBatch | None = None
+    applied: int = 0
+    duplicates: int = 0
+
+
+def triage(msgs: Sequence[RawMessage], now: float, limits: ValidationSettings) -> tuple[list[Decoded], list[tuple[DecodeError, RawMessage]]]:
+    """Split raw messages into decoded events and dead letters (reason + origin); never raises."""
+    ok: list[Decoded] = []
+    dead: list[tuple[DecodeError, RawMessage]] = []
+    for m in msgs:
+        try:
+            ok.append(Decoded(m, decode_event(m.value, now=now, limits=limits)))
+        except DecodeError as exc:
+            dead.append((exc, m))
+    return ok, dead
+
+
+def plan_batch(
+    msgs: Sequence[RawMessage],
+    decoded: Sequence[Decoded],
+    dead: list[tuple[DecodeError, RawMessage]],
+    *,
+    cfg: FeatureConfig,
+    states: Callable[[str], UserState | None],
+    catalog: Mapping[str, ItemRecord],
+    applied_offsets: MutableMapping[int, int],
+    source: str,
+) -> BatchPlan:
+    """Apply a triaged batch to user states and build one idempotent store write.
+
+    User states dedupe by event id; popularity increments are counted only for offsets past the store's
+    per-partition watermark, so a replay after a crash changes nothing twice.
+    """
+    plan = BatchPlan(dead=dead)
+    by_user: dict[str, list[EventView]] = defaultdict(list)
+    popularity: dict[str, float] = defaultdict(float)
+    offsets: dict[int, int] = {}
+    for d in decoded:
+        item = catalog.get(d.event.item_id)
+        view = EventView.from_event(d.event, item.category if item is not None else None)
+        by_user[view.user_id].append(view)
+        plan.user_partition[view.user_id] = d.msg.partition
+        if d.msg.offset > applied_offsets.get(d.msg.partition, -1):
+            popularity[view.item_id] += popularity_increment(view.type, view.ts, cfg)
+            offsets[d.msg.partition] = max(offsets.get(d.msg.partition, -1), d.msg.offset)
+    for user_id, views in by_user.items():
+        state = states(user_id) or new_user_state(user_id)
+        n = apply_events(state, views, cfg)
+        plan.applied += n
+        plan.duplicates += len(views) - n
+        plan.users[user_id] = state
+    for m in msgs:  # dead letters also advance the watermark: they are handled
+        offsets[m.partition] = max(offsets.get(m.partition, -1), applied_offsets.get(m.partition, -1), m.offset)
+    plan.write = WriteBatch(source=source, offsets=offsets, users=plan.users, popularity=dict(popularity), items={})
+    return plan

@@ -1,0 +1,58 @@
+"""Topic administration against the real broker: create streamrec's topics idempotently."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from streams.errors import InfraError
+from streams.settings import KafkaSettings
+from streams.topics import TopicSpec, topic_specs
+
+
+async def _admin(kafka: KafkaSettings, attempts: int = 40) -> AIOKafkaAdminClient:
+    last: Exception | None = None
+    for _ in range(attempts):
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id)
+        try:
+            await admin.start()
+            return admin
+        except KafkaConnectionError as exc:
+            last = exc
+            await admin.close()
+            await asyncio.sleep(0.5)
+    raise InfraError(f"Kafka at {kafka.bootstrap_servers} is unreachable: {last}") from last
+
+
+async def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec] | None = None) -> list[str]:
+    """Create every missing topic; return the names created (existing ones are left as they are)."""
+    specs = specs if specs is not None else topic_specs(kafka)
+    admin = await _admin(kafka)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            new = [NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=dict(s.config)) for s in missing]
+            try:
+                await admin.create_topics(new, timeout_ms=30_000)
+            except TopicAlreadyExistsError:
+                pass  # created concurrently by another worker: the desired end state
+            except KafkaError as exc:
+                raise InfraError(f"creating topics {[s.name for s in missing]} failed: {exc}") from exc
+        return [s.name for s in missing]
+    finally:
+        await admin.close()
+
+
+async def delete_topics(kafka: KafkaSettings, names: list[str]) -> None:
+    """Delete topics (tests and benchmarks clean up their prefixed topics)."""
+    admin = await _admin(kafka)
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [n for n in names if n in existing]
+        if doomed:
+            await admin.delete_topics(doomed, timeout_ms=30_000)
+    finally:
+        await admin.close()

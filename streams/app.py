@@ -1,0 +1,37 @@
+"""The Faust app factory: builds the app from settings and registers the agents explicitly."""
+
+from __future__ import annotations
+
+import faust
+
+from agents.runtime import Runtime, RuntimeService
+from streams.settings import Settings
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
+    """Build a worker app: at-least-once, raw bytes on the wire (decoded by streams.codec), agents registered."""
+    from agents import events, items, serve  # local import: agents import Faust types only when an app is built
+
+    w = settings.worker
+    app = faust.App(
+        w.app_id,
+        broker=[f"kafka://{s.strip()}" for s in settings.kafka.bootstrap_servers.split(",")],
+        store="memory://",
+        datadir=str(w.data_dir),
+        processing_guarantee="at_least_once",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        broker_commit_interval=w.commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        producer_linger=0.0,
+        stream_wait_empty=False,
+        web_enabled=False,
+    )
+    rt = runtime or Runtime.build(settings)
+    app.add_dependency(RuntimeService(rt))
+    events.register(app, rt)
+    items.register(app, rt)
+    serve.register(app, rt)
+    return app

@@ -1,0 +1,104 @@
+"""Shared benchmark mechanics: isolated settings, worker subprocesses, latency summaries, JSON output."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+import orjson
+
+from streams.client import RecClient
+from streams.errors import InfraError, RequestTimeoutError
+from streams.settings import Settings, child_env
+
+
+def isolated(settings: Settings, tag: str, **worker: Any) -> Settings:
+    """A copy of ``settings`` with a fresh topic prefix and consumer group, so runs never interfere."""
+    run = f"{tag}-{uuid.uuid4().hex[:8]}"
+    kafka = settings.kafka.model_copy(update={"topic_prefix": f"{run}."})
+    w = settings.worker.model_copy(update={"app_id": run, "data_dir": Path(".run") / run, **worker})
+    redis = settings.redis.model_copy(update={"key_prefix": run})
+    return settings.model_copy(update={"kafka": kafka, "worker": w, "redis": redis})
+
+
+def summarize_ms(samples: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99/max of latencies given in milliseconds.
+
+    >>> summarize_ms([1.0, 2.0, 3.0, 4.0])["p50_ms"]
+    2.5
+    """
+    if not samples:
+        return {"p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
+    a = np.asarray(samples, dtype=np.float64)
+    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return {"p50_ms": round(float(p50), 3), "p95_ms": round(float(p95), 3), "p99_ms": round(float(p99), 3),
+            "max_ms": round(float(a.max()), 3)}
+
+
+def write_json(path: Path | None, result: dict[str, Any]) -> bytes:
+    data = orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data + b"\n")
+    return data
+
+
+class WorkerProcess:
+    """A ``streamrec worker`` child process with the given settings; stopped (or killed) on exit."""
+
+    def __init__(self, settings: Settings, log_path: Path, module: str = "streams.cli", args: Sequence[str] = ("worker",)) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self._cmd = [sys.executable, "-m", module, *args]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self._cmd, env=child_env(self.settings), stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+async def wait_until_serving(client: RecClient, worker: WorkerProcess | None, timeout_s: float = 90.0) -> float:
+    """Probe with requests until one is answered; return seconds waited. Raises InfraError on timeout."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout_s:
+        if worker is not None and not worker.alive():
+            raise InfraError(f"worker exited early; see {worker.log_path}")
+        try:
+            await client.recommend("__probe__", 1, deadline_ms=1000)
+            return time.perf_counter() - start
+        except RequestTimeoutError:
+            await asyncio.sleep(0.2)
+    raise InfraError(f"worker did not answer within {timeout_s:.0f} s")

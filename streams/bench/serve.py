@@ -1,0 +1,59 @@
+"""``streamrec bench serve``: open-loop request load through the real broker, against the echo floor."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from streams.admin import delete_topics, ensure_topics
+from streams.bench.harness import WorkerProcess, isolated, summarize_ms, wait_until_serving
+from streams.client import RecClient
+from streams.errors import RequestTimeoutError
+from streams.settings import Settings
+from streams.topics import topic_specs
+
+
+async def open_loop(client: RecClient, rps: float, seconds: float, user_of: Callable[[int], str], k: int) -> dict[str, Any]:
+    """Send ``rps`` requests per second for ``seconds`` regardless of replies; measure each round trip."""
+    latencies: list[float] = []
+    counts = {"requests": 0, "errors": 0, "timeouts": 0, "fallbacks": 0}
+
+    async def one(i: int) -> None:
+        t0 = time.perf_counter()
+        try:
+            resp = await client.recommend(user_of(i), k, deadline_ms=1000)
+        except RequestTimeoutError:
+            counts["timeouts"] += 1
+            return
+        latencies.append((time.perf_counter() - t0) * 1000.0)
+        counts["errors"] += resp.error is not None
+        counts["fallbacks"] += resp.fallback
+
+    tasks: list[asyncio.Task[None]] = []
+    start, n = time.perf_counter(), int(rps * seconds)
+    for i in range(n):
+        delay = start + i / rps - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+        counts["requests"] += 1
+    await asyncio.gather(*tasks)
+    answered = counts["requests"] - counts["timeouts"]
+    return {**counts, **summarize_ms(latencies), "answered_ratio": answered / max(1, counts["requests"]),
+            "fallback_ratio": counts["fallbacks"] / max(1, answered)}
+
+
+async def measure_echo(settings: Settings, rps: float, seconds: float, logs: Path) -> dict[str, Any]:
+    echo_settings = isolated(settings, "echo")
+    await ensure_topics(echo_settings.kafka)
+    try:
+        with WorkerProcess(echo_settings, logs / "echo.log", module="streams.bench.echo", args=()) as proc:
+            async with RecClient(echo_settings) as client:
+                await wait_until_serving(client, proc)
+                res = await open_loop(client, rps, seconds, lambda i: f"u{i % 1000}", 10)
+    finally:
+        await delete_topics(echo_settings.kafka, [s.name for s in topic_specs(echo_settings.kafka)])
+    return {"echo_p50_ms": res["p50_ms"], "echo_p99_ms": res["p99_ms"], "echo_timeouts": res["timeouts"]}

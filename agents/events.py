@@ -51,8 +51,7 @@ async def load_missing_items(rt: Runtime, item_ids: set[str]) -> None:
 def register(app: faust.App, rt: Runtime) -> None:
     """Register the events agent and the user-state table on ``app``."""
     topic = app.topic(rt.topics.events)
-    table: Any = app.Table("users", default=None, partitions=rt.settings.kafka.partitions,
-                           key_serializer="raw", value_serializer="raw")
+    table: Any = app.Table("users", default=None, partitions=rt.settings.kafka.partitions)
     dead = DeadLetterSink(app, rt)
     applied: dict[int, int] = {}
     w = rt.settings.worker

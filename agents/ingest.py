@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from state.features import EventView, FeatureConfig, UserState, apply_events, new_user_state
-from state.items import ItemRecord
-from state.popularity import popularity_increment
+from state.items import ItemRecord, count_events
+from state.popularity import popularity_increments
 from state.store import WriteBatch
 from streams.codec import decode_event
 from streams.errors import DecodeError
@@ -65,7 +65,7 @@ def plan_batch(
     cfg: FeatureConfig,
     states: Callable[[str], UserState | None],
     catalog: Mapping[str, ItemRecord],
-    applied_offsets: MutableMapping[int, int],
+    applied_offsets: Mapping[int, int],
     source: str,
 ) -> BatchPlan:
     """Apply a triaged batch to user states and build one idempotent store write.
@@ -75,23 +75,35 @@ def plan_batch(
     """
     plan = BatchPlan(dead=dead)
     by_user: dict[str, list[EventView]] = defaultdict(list)
-    popularity: dict[str, float] = defaultdict(float)
-    offsets: dict[int, int] = {}
+    fresh: list[EventView] = []  # past the store's watermark: their shared counters are not written yet
     for d in decoded:
         item = catalog.get(d.event.item_id)
         view = EventView.from_event(d.event, item.category if item is not None else None)
         by_user[view.user_id].append(view)
         plan.user_partition[view.user_id] = d.msg.partition
         if d.msg.offset > applied_offsets.get(d.msg.partition, -1):
-            popularity[view.item_id] += popularity_increment(view.type, view.ts, cfg)
-            offsets[d.msg.partition] = max(offsets.get(d.msg.partition, -1), d.msg.offset)
+            fresh.append(view)
     for user_id, views in by_user.items():
         state = states(user_id) or new_user_state(user_id)
         n = apply_events(state, views, cfg)
         plan.applied += n
         plan.duplicates += len(views) - n
         plan.users[user_id] = state
-    for m in msgs:  # dead letters also advance the watermark: they are handled
-        offsets[m.partition] = max(offsets.get(m.partition, -1), applied_offsets.get(m.partition, -1), m.offset)
-    plan.write = WriteBatch(source=source, offsets=offsets, users=plan.users, popularity=dict(popularity), items={})
+    ref = max((v.ts for v in fresh), default=None)
+    plan.write = WriteBatch(
+        source=source,
+        offsets=_batch_offsets(msgs, applied_offsets),
+        users=plan.users,
+        popularity=popularity_increments(fresh, ref, cfg) if ref is not None else {},
+        popularity_ref=ref,
+        item_counts=count_events(fresh),
+    )
     return plan
+
+
+def _batch_offsets(msgs: Sequence[RawMessage], applied: Mapping[int, int]) -> dict[int, int]:
+    """Highest offset per partition after this batch (dead letters count as handled)."""
+    out: dict[int, int] = {}
+    for m in msgs:
+        out[m.partition] = max(out.get(m.partition, -1), applied.get(m.partition, -1), m.offset)
+    return out

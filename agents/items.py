@@ -34,5 +34,5 @@ def register(app: faust.App, rt: Runtime) -> None:
                     await dead.send(exc, msg)
                     continue
                 items[update.item_id] = ItemRecord.from_update(update)
-            await write_until_stored(rt.store, WriteBatch(source=rt.topics.items, offsets=offsets, users={}, popularity={}, items=items))
+            await write_until_stored(rt.store, WriteBatch(source=rt.topics.items, offsets=offsets, items=items))
             rt.catalog.update(items)

@@ -4,113 +4,118 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from models.data import FloatArray, IntArray
 from models.simlog import SimLog
+from state.feature_config import EventView, FeatureConfig
+from state.features import (
+    USER_FEATURE_NAMES,
+    USER_ITEM_FEATURE_NAMES,
+    UserState,
+    apply_events,
+    new_user_state,
+    user_features,
+    user_item_features,
+)
+from state.items import ItemRecord, count_events
 from streams.records import Event
 
+ITEM_FEATURE_NAMES: tuple[str, ...] = (
+    "i_log_impressions", "i_log_clicks", "i_ctr", "i_cvr", "i_log_price", "i_log_age_days",
+)
+CONTEXT_FEATURE_NAMES: tuple[str, ...] = ("c_hour_sin", "c_hour_cos")
+POSITION = "position"
+TT_DOT_NAME = "x_tt_dot"
 RANKER_FEATURES: tuple[str, ...] = (
-    "u_log_impressions", "u_log_clicks", "u_log_purchases", "u_ctr", "u_cvr",
-    "i_log_impressions", "i_ctr", "i_cvr", "i_log_price", "i_age_bucket",
-    "x_cat_affinity", "x_brand_affinity", "x_seen", "x_tt_dot",
-    "c_hour_sin", "c_hour_cos",
-    "position",
+    *(f"u_{n}" for n in USER_FEATURE_NAMES),
+    *ITEM_FEATURE_NAMES,
+    *USER_ITEM_FEATURE_NAMES,
+    TT_DOT_NAME,
+    *CONTEXT_FEATURE_NAMES,
+    POSITION,
 )
 """Column order of the training matrix; ``position`` is filled by the exported model, not by serving."""
-POSITION = "position"
 SERVING_FEATURES: tuple[str, ...] = tuple(f for f in RANKER_FEATURES if f != POSITION)
 """Column order of the ONNX ranker input ``features``."""
-TT_DOT = RANKER_FEATURES.index("x_tt_dot")
+TT_DOT = RANKER_FEATURES.index(TT_DOT_NAME)
 
 
-@dataclass
-class UserAgg:
-    """Running counts for one user; the ranker's stand-in for ``state.features`` user aggregates."""
-
-    impressions: int = 0
-    clicks: int = 0
-    purchases: int = 0
-    categories: dict[int, int] = field(default_factory=dict)
-    brands: dict[int, int] = field(default_factory=dict)
-    seen: set[int] = field(default_factory=set)
-    recent: deque[int] = field(default_factory=lambda: deque(maxlen=50))
+def item_features(item: ItemRecord, now: float) -> list[float]:
+    """Item statistics in :data:`ITEM_FEATURE_NAMES` order."""
+    c = item.counts
+    return [
+        math.log1p(c.impressions), math.log1p(c.clicks), item.ctr(), item.conversion(),
+        math.log1p(item.price), math.log1p(item.age_s(now) / 86400.0),
+    ]
 
 
-@dataclass
-class ItemAgg:
-    """Running counts for one item."""
-
-    impressions: int = 0
-    clicks: int = 0
-    purchases: int = 0
+def context_features(now: float) -> list[float]:
+    """Hour of day (UTC) on the unit circle."""
+    angle = 2.0 * math.pi * ((now / 3600.0) % 24.0) / 24.0
+    return [math.sin(angle), math.cos(angle)]
 
 
-def smoothed_rate(hits: float, trials: float, prior: float, strength: float = 10.0) -> float:
-    """Beta-smoothed rate that starts at ``prior`` and moves to ``hits / trials`` as evidence grows.
+def serving_row(
+    user: Mapping[str, float], user_item: Mapping[str, float], item: ItemRecord, now: float, tt_dot: float
+) -> list[float]:
+    """One row of the ONNX ranker input in :data:`SERVING_FEATURES` order.
 
-    >>> smoothed_rate(0, 0, 0.1), smoothed_rate(50, 100, 0.1)
-    (0.1, 0.4636363636363636)
+    ``user`` is ``state.features.user_features(...)`` and ``user_item`` is ``state.features.user_item_features(...)``
+    at ``now``: the functions the streaming agents keep up to date, so training and serving cannot drift.
     """
-    return (hits + prior * strength) / (trials + strength)
+    return [
+        *(user[n] for n in USER_FEATURE_NAMES),
+        *item_features(item, now),
+        *(user_item[n] for n in USER_ITEM_FEATURE_NAMES),
+        tt_dot,
+        *context_features(now),
+    ]
 
 
 class PointInTimeFeatures:
-    """Folds events in time order and answers feature rows for (user, item, time, position)."""
+    """Folds events in time order with the streaming feature code and answers training rows."""
 
-    def __init__(self, log: SimLog) -> None:
+    def __init__(self, log: SimLog, cfg: FeatureConfig) -> None:
+        self.cfg = cfg
+        self.catalog = {i: ItemRecord.from_update(u) for i, u in log.catalog.items()}
+        self.users: dict[str, UserState] = {}
+        self.recent: dict[str, deque[int]] = {}
         self._items = log.dataset.items
-        content = log.dataset.content
-        self._category = content.category.argmax(axis=1)
-        self._brand = content.brand
-        self._age = content.age_bucket
-        self._price = np.asarray([log.catalog[i].price if i in log.catalog else 0.0 for i in self._items.ids])
-        self.users: dict[str, UserAgg] = {}
-        self.item_stats: dict[int, ItemAgg] = {}
+        self._user_cache: tuple[str, float, Mapping[str, float]] | None = None
+
+    def _item(self, item_id: str) -> ItemRecord:
+        rec = self.catalog.get(item_id)
+        if rec is None:
+            rec = self.catalog[item_id] = ItemRecord(item_id, "unknown")
+        return rec
 
     def observe(self, e: Event) -> None:
-        """Apply one event to the user and item aggregates."""
-        i = self._items.get(e.item_id)
-        if i < 0:
-            return
-        u = self.users.setdefault(e.user_id, UserAgg())
-        it = self.item_stats.setdefault(i, ItemAgg())
-        if e.type == "impression":
-            u.impressions += 1
-            it.impressions += 1
-            return
-        if e.type == "click":
-            u.clicks += 1
-            it.clicks += 1
-        elif e.type == "purchase":
-            u.purchases += 1
-            it.purchases += 1
-        c, b = int(self._category[i]), int(self._brand[i])
-        u.categories[c] = u.categories.get(c, 0) + 1
-        u.brands[b] = u.brands.get(b, 0) + 1
-        u.seen.add(i)
-        u.recent.append(i)
+        """Apply one event to the user state and the item counters."""
+        rec = self._item(e.item_id)
+        state = self.users.get(e.user_id)
+        if state is None:
+            state = self.users[e.user_id] = new_user_state(e.user_id)
+        view = EventView.from_event(e, rec.category)
+        if apply_events(state, [view], self.cfg):
+            self.catalog[e.item_id] = rec.with_counts(rec.counts + count_events([view])[e.item_id])
+            self._user_cache = None
+            if e.type != "impression" and e.item_id in self._items:
+                self.recent.setdefault(e.user_id, deque(maxlen=200)).append(self._items.index(e.item_id))
 
-    def row(self, user_id: str, item: int, hour: float, position: int) -> list[float]:
-        """The feature row in :data:`RANKER_FEATURES` order (``x_tt_dot`` left 0 for the caller to fill)."""
-        u = self.users.get(user_id, UserAgg())
-        it = self.item_stats.get(item, ItemAgg())
-        positives = max(sum(u.categories.values()), 1)
-        angle = 2.0 * math.pi * hour / 24.0
-        return [
-            math.log1p(u.impressions), math.log1p(u.clicks), math.log1p(u.purchases),
-            smoothed_rate(u.clicks, u.impressions, 0.1), smoothed_rate(u.purchases, u.clicks, 0.3),
-            math.log1p(it.impressions), smoothed_rate(it.clicks, it.impressions, 0.1),
-            smoothed_rate(it.purchases, it.clicks, 0.3), math.log1p(float(self._price[item])),
-            float(self._age[item]) / 20.0,
-            u.categories.get(int(self._category[item]), 0) / positives,
-            u.brands.get(int(self._brand[item]), 0) / positives,
-            1.0 if item in u.seen else 0.0, 0.0,
-            math.sin(angle), math.cos(angle),
-            math.log1p(position),
-        ]
+    def row(self, e: Event) -> list[float]:
+        """Training row for impression ``e`` from the state before it (``x_tt_dot`` left 0 for the caller)."""
+        now = e.ts.timestamp()
+        state = self.users.get(e.user_id) or new_user_state(e.user_id)
+        cached = self._user_cache
+        if cached is None or cached[0] != e.user_id or cached[1] != now:
+            cached = self._user_cache = (e.user_id, now, user_features(state, now, self.cfg))
+        rec = self._item(e.item_id)
+        ui = user_item_features(state, e.item_id, rec.category, now, self.cfg)
+        return [*serving_row(cached[2], ui, rec, now, 0.0), math.log1p(e.position or 0)]
 
 
 @dataclass(frozen=True)
@@ -122,23 +127,22 @@ class RankerData:
     purchased: FloatArray
     ts: IntArray
     user: IntArray
+    item: IntArray
     recent: IntArray  # [N, seq_len] left-padded with -1
 
 
-def build_ranker_data(log: SimLog, seq_len: int = 50) -> RankerData:
+def build_ranker_data(log: SimLog, cfg: FeatureConfig | None = None, seq_len: int = 50) -> RankerData:
     """One feature row per impression, computed from the events strictly before it in the log order."""
-    feats = PointInTimeFeatures(log)
+    feats = PointInTimeFeatures(log, cfg or FeatureConfig())
     rows: list[list[float]] = []
     recent = np.full((len(log.impressions), seq_len), -1, dtype=np.int64)
     for e in log.events:
-        item = log.dataset.items.get(e.item_id)
-        if e.type == "impression" and item >= 0:
-            hour = e.ts.hour + e.ts.minute / 60.0
-            rows.append(feats.row(e.user_id, item, hour, e.position or 0))
-            tail = list(feats.users.get(e.user_id, UserAgg()).recent)[-seq_len:]
+        if e.type == "impression" and e.item_id in log.dataset.items:
+            rows.append(feats.row(e))
+            tail = list(feats.recent.get(e.user_id, ()))[-seq_len:]
             if tail:
                 recent[len(rows) - 1, seq_len - len(tail) :] = tail
         feats.observe(e)
     imp = log.impressions
     x = np.asarray(rows, dtype=np.float32).reshape(len(rows), len(RANKER_FEATURES))
-    return RankerData(x, imp.clicked, imp.purchased, imp.ts, imp.user, recent)
+    return RankerData(x, imp.clicked, imp.purchased, imp.ts, imp.user, imp.item, recent)

@@ -22,7 +22,7 @@ def decay_factor(age_s: float, half_life_s: float) -> float:
     >>> decay_factor(0.0, 10.0)
     1.0
     """
-    return 2.0 ** (-age_s / half_life_s)
+    return math.exp2(-age_s / half_life_s)
 
 
 def forward_weight(ts: float, ref: float, half_life_s: float) -> float:
@@ -33,7 +33,7 @@ def forward_weight(ts: float, ref: float, half_life_s: float) -> float:
     >>> forward_weight(0.0, 7200.0, 3600.0)
     0.25
     """
-    return 2.0 ** ((ts - ref) / half_life_s)
+    return math.exp2((ts - ref) / half_life_s)
 
 
 def value_at(stored: float, ref: float, now: float, half_life_s: float) -> float:
@@ -45,7 +45,7 @@ def value_at(stored: float, ref: float, now: float, half_life_s: float) -> float
     >>> value_at(s, 0.0, 120.0, 60.0)
     0.75
     """
-    return stored * 2.0 ** ((ref - now) / half_life_s)
+    return stored * math.exp2((ref - now) / half_life_s)
 
 
 def rebase_factor(old_ref: float, new_ref: float, half_life_s: float) -> float:
@@ -54,7 +54,7 @@ def rebase_factor(old_ref: float, new_ref: float, half_life_s: float) -> float:
     >>> rebase_factor(0.0, 120.0, 60.0)
     0.25
     """
-    return 2.0 ** ((old_ref - new_ref) / half_life_s)
+    return math.exp2((old_ref - new_ref) / half_life_s)
 
 
 def aligned_ref(ts: float, half_life_s: float) -> float:

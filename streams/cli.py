@@ -12,10 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from streams.errors import StreamrecError
 from streams.records import RecommendResponse
 from streams.settings import Settings, load_settings
 
-app = typer.Typer(help="streamrec: Kafka-native real-time recommendations.", no_args_is_help=True)
+app = typer.Typer(help="streamrec: Kafka-native real-time recommendations.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
 topics_app = typer.Typer(help="Manage streamrec's Kafka topics.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that write JSON.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
@@ -124,7 +126,11 @@ def main() -> None:
     from streams import cli_extras
 
     cli_extras.register(app, bench_app)
-    app()
+    try:
+        app()
+    except StreamrecError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise SystemExit(1) from exc
 
 
 if __name__ == "__main__":

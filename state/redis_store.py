@@ -1,0 +1,142 @@
+"""Redis online store (redis.asyncio): every write batch is one MULTI/EXEC pipeline, every read one pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+
+from state.errors import StoreError, StoreUnavailable
+from state.store_base import PlannedStore
+from state.store_ops import (
+    ExpireOp,
+    GetMany,
+    HGetAll,
+    HGetMany,
+    HIncrOp,
+    HMaxOp,
+    ReadOp,
+    ReadResult,
+    SetOp,
+    WriteOp,
+    ZAddOp,
+    ZIncrOp,
+    ZRemOp,
+    ZTop,
+    ZTrimOp,
+)
+from streams.settings import RedisSettings
+
+T = TypeVar("T")
+
+# Raise each partition's offset only forward.  Sent with EVAL (not EVALSHA) so that a flushed script
+# cache can never make one command of the transaction fail while the others apply.
+_HMAX = """
+for i = 1, #ARGV, 2 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  if (not cur) or tonumber(cur) < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
+"""
+
+
+class RedisFeatureStore(PlannedStore):
+    """The production store; the key schema is documented in ``state.keys``.
+
+    The client is created here but connects on first use; :meth:`close` releases the pool.
+    """
+
+    def __init__(
+        self,
+        settings: RedisSettings,
+        *,
+        popularity_half_life_s: float = 6 * 3600.0,
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        super().__init__(settings.key_prefix, settings.user_ttl_s, popularity_half_life_s)
+        self.url = settings.url
+        password = settings.password.get_secret_value() if settings.password else None
+        self._redis = client or aioredis.Redis.from_url(
+            settings.url,
+            password=password,
+            socket_timeout=settings.socket_timeout_s,
+            socket_connect_timeout=settings.socket_timeout_s,
+            decode_responses=False,
+        )
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The underlying client (for measurements and tests)."""
+        return self._redis
+
+    async def _guard(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except (rexc.ConnectionError, rexc.TimeoutError) as exc:
+            raise StoreUnavailable(f"redis at {self.url} unavailable during {what}: {exc}") from exc
+        except rexc.RedisError as exc:
+            raise StoreError(f"redis refused {what}: {exc}") from exc
+
+    async def _execute(self, ops: Sequence[WriteOp]) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        for op in ops:
+            _queue_write(pipe, op)
+        await self._guard(f"a write of {len(ops)} ops", pipe.execute)
+
+    async def _read(self, ops: Sequence[ReadOp]) -> list[ReadResult]:
+        pipe = self._redis.pipeline(transaction=False)
+        for op in ops:
+            if isinstance(op, GetMany):
+                pipe.mget(list(op.keys))
+            elif isinstance(op, HGetMany):
+                pipe.hmget(op.key, list(op.fields))
+            elif isinstance(op, HGetAll):
+                pipe.hgetall(op.key)
+            else:
+                pipe.zrevrange(op.key, 0, op.n - 1, withscores=True)
+        raw: list[Any] = await self._guard(f"a read of {len(ops)} ops", pipe.execute)
+        return [_convert(op, r) for op, r in zip(ops, raw, strict=True)]
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (rexc.RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def _queue_write(pipe: Any, op: WriteOp) -> None:
+    if isinstance(op, SetOp):
+        pipe.set(op.key, op.value, ex=op.ttl_s)
+    elif isinstance(op, HIncrOp):
+        pipe.hincrby(op.key, op.field, op.amount)
+    elif isinstance(op, HMaxOp):
+        args = [x for f, v in op.values.items() for x in (f, v)]
+        pipe.eval(_HMAX, 1, op.key, *args)
+    elif isinstance(op, ZIncrOp):
+        pipe.zincrby(op.key, op.amount, op.member)
+    elif isinstance(op, ZAddOp):
+        pipe.zadd(op.key, dict(op.scores))
+    elif isinstance(op, ZRemOp):
+        pipe.zrem(op.key, *op.members)
+    elif isinstance(op, ZTrimOp):
+        pipe.zremrangebyrank(op.key, 0, -(op.keep + 1))
+    elif isinstance(op, ExpireOp):
+        pipe.expire(op.key, op.ttl_s)
+
+
+def _convert(op: ReadOp, raw: Any) -> ReadResult:
+    if isinstance(op, GetMany):
+        return list(raw)
+    if isinstance(op, HGetMany):
+        return [None if v is None else int(v) for v in raw]
+    if isinstance(op, HGetAll):
+        return {k.decode(): v.decode() for k, v in raw.items()}
+    assert isinstance(op, ZTop)
+    return [(m.decode(), float(s)) for m, s in raw]

@@ -1,0 +1,141 @@
+"""The online feature store protocol and the write batch every backend applies atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from state.items import ItemCounts, ItemRecord
+from state.user_state import UserState
+
+Scored = list[tuple[str, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class DecaySpec:
+    """A shared, forward-decayed counter set (a ``popularity`` pool): its name and half-life."""
+
+    name: str
+    half_life_s: float
+
+    def __post_init__(self) -> None:
+        if self.half_life_s <= 0 or not self.name or ":" in self.name:
+            raise ValueError(f"invalid decay spec {self!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class DecayedUpdate:
+    """Increments to add to a decayed pool, each ``w * 2**((ts - ref) / half_life)``."""
+
+    spec: DecaySpec
+    ref: float
+    increments: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUpdate:
+    """Set-style pool change: upsert scores, remove members, then keep only the ``keep`` best (if set)."""
+
+    name: str
+    upserts: Mapping[str, float] = field(default_factory=dict)
+    removes: Collection[str] = ()
+    keep: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CovisitUpdate:
+    """Decayed co-visitation increments ``{item: {other: weight relative to ref}}``, top ``spec``-K kept."""
+
+    half_life_s: float
+    top_k: int
+    ref: float
+    pairs: Mapping[str, Mapping[str, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteBatch:
+    """Everything one consumer batch writes, applied atomically with its offsets.
+
+    ``popularity`` holds forward-decayed increments relative to ``popularity_ref`` (see
+    ``state.popularity.popularity_increments``) for the store's popularity spec.  ``items``
+    replace catalog fields (their ``counts`` are ignored); counters move only through
+    ``item_counts`` increments, so workers sharing an item never overwrite each other.
+    """
+
+    source: str
+    offsets: Mapping[int, int] = field(default_factory=dict)
+    users: Mapping[str, UserState] = field(default_factory=dict)
+    popularity: Mapping[str, float] = field(default_factory=dict)
+    popularity_ref: float | None = None
+    items: Mapping[str, ItemRecord] = field(default_factory=dict)
+    item_counts: Mapping[str, ItemCounts] = field(default_factory=dict)
+    user_vectors: Mapping[str, npt.NDArray[np.float32]] = field(default_factory=dict)
+    decayed: Sequence[DecayedUpdate] = ()
+    pools: Sequence[PoolUpdate] = ()
+    covisit: CovisitUpdate | None = None
+
+    def __post_init__(self) -> None:
+        if self.popularity and self.popularity_ref is None:
+            raise ValueError("popularity increments need popularity_ref (the time they are relative to)")
+        if not self.source:
+            raise ValueError("WriteBatch.source must name the input (e.g. the topic)")
+
+
+class OnlineFeatureStore(Protocol):
+    """Where serving reads user state, item records, popularity and candidate pools.
+
+    Every method is a single round trip to the backend.  Backend failures raise ``StoreUnavailable``
+    (unreachable) or ``StoreError``; no method retries on its own.
+    """
+
+    async def write_batch(self, batch: WriteBatch) -> None:
+        """Apply all of ``batch`` atomically (all or nothing), recording per partition the highest offset.
+
+        Counter increments are not idempotent; callers drop messages at or below
+        ``applied_offsets`` so that a Kafka replay applies each message once.
+        """
+        ...
+
+    async def applied_offsets(self, source: str) -> dict[int, int]:
+        """Highest offset written per partition of ``source`` (empty when nothing was written)."""
+        ...
+
+    async def read_user(self, user_id: str) -> UserState | None:
+        """The user's last written state, or None if never written or expired (idle TTL)."""
+        ...
+
+    async def read_user_vector(self, user_id: str) -> npt.NDArray[np.float32] | None:
+        """The user's last written session embedding as float32, or None."""
+        ...
+
+    async def read_items(self, item_ids: Sequence[str]) -> list[ItemRecord | None]:
+        """Records aligned with ``item_ids`` (None where the catalog has no such item), counters merged."""
+        ...
+
+    async def top_popular(self, n: int, now: float) -> Scored:
+        """Up to ``n`` items by decayed popularity at ``now`` (events-equivalent), best first."""
+        ...
+
+    async def read_decayed(self, spec: DecaySpec, n: int, now: float) -> Scored:
+        """Top ``n`` of a decayed pool at ``now``, best first (scores in events-equivalent)."""
+        ...
+
+    async def read_pool(self, name: str, n: int) -> Scored:
+        """Top ``n`` of a set-style pool by score, best first."""
+        ...
+
+    async def read_covisit(self, item_ids: Sequence[str], n: int, now: float, half_life_s: float) -> list[Scored]:
+        """For each of ``item_ids``, up to ``n`` co-visited items with decayed weights, best first."""
+        ...
+
+    async def ping(self) -> bool:
+        """True if the backend answers; never raises."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; idempotent."""
+        ...

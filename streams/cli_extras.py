@@ -1,0 +1,18 @@
+"""Commands registered onto the main CLI: simulate, demo, benchmarks, and the models commands."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    """Mount the optional command groups (each imports its heavy dependencies lazily)."""
+    from streams import cli_bench, cli_sim
+
+    cli_sim.register(app)
+    cli_bench.register(bench)
+    try:
+        from streams import cli_models
+    except ImportError:  # the models extra is part of the default install; absent only in partial checkouts
+        return
+    cli_models.register(app)

@@ -1,0 +1,108 @@
+"""The store contract against a real Redis (``STREAMREC_TEST_REDIS_URL``), plus Redis-only checks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+
+from state.errors import StoreUnavailable
+from state.features import new_user_state
+from state.memory_store import MemoryFeatureStore
+from state.redis_store import RedisFeatureStore
+from state.store import WriteBatch
+from streams.settings import RedisSettings
+from tests.contracts.store_contract import T0, StoreContract
+
+ENV = "STREAMREC_TEST_REDIS_URL"
+DEFAULT_URL = "redis://127.0.0.1:16379/0"
+
+
+async def _answers(url: str) -> bool:
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        return bool(await client.ping())
+    except (rexc.RedisError, OSError):
+        return False
+    finally:
+        await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def redis_url() -> str:
+    url = os.environ.get(ENV)  # noqa: TID251 - tests locate their services through the environment
+    if url is None:
+        if not await _answers(DEFAULT_URL):
+            pytest.skip(f"no Redis: set {ENV} (nothing answers at {DEFAULT_URL})")
+        return DEFAULT_URL
+    if not await _answers(url):
+        pytest.fail(f"{ENV}={url} but Redis does not answer")
+    return url
+
+
+@pytest_asyncio.fixture
+async def store(redis_url: str) -> AsyncIterator[RedisFeatureStore]:
+    prefix = f"t{secrets.token_hex(6)}"
+    s = RedisFeatureStore(RedisSettings(url=redis_url, key_prefix=prefix, user_ttl_s=3600))
+    yield s
+    keys = [k async for k in s.client.scan_iter(match=s.keys.pattern(), count=1000)]
+    if keys:
+        await s.client.delete(*keys)
+    await s.close()
+
+
+class TestRedisStoreContract(StoreContract):
+    """Every contract test, against Redis (the ``store`` fixture above)."""
+
+
+@pytest.mark.asyncio
+async def test_user_keys_carry_the_ttl(store: RedisFeatureStore) -> None:
+    await store.write_batch(WriteBatch("events", users={"u": new_user_state("u")}))
+    ttl = await store.client.ttl(store.keys.user("u"))
+    assert 3590 <= ttl <= 3600
+
+
+@pytest.mark.asyncio
+async def test_write_is_one_transaction(store: RedisFeatureStore) -> None:
+    sent: list[list[object]] = []
+    real = store.client.pipeline
+
+    def spy(transaction: bool = True) -> object:
+        pipe = real(transaction=transaction)
+        sent.append([transaction])
+        return pipe
+
+    store.client.pipeline = spy  # type: ignore[method-assign]
+    users = {f"u{i}": new_user_state(f"u{i}") for i in range(200)}
+    await store.write_batch(WriteBatch("events", offsets={0: 1}, users=users))
+    await store.read_items([f"i{i}" for i in range(500)])
+    assert sent == [[True], [False]]
+
+
+@pytest.mark.asyncio
+async def test_unreachable_redis_raises_store_unavailable() -> None:
+    s = RedisFeatureStore(RedisSettings(url="redis://127.0.0.1:1/0", socket_timeout_s=0.2))
+    with pytest.raises(StoreUnavailable, match="127.0.0.1:1"):
+        await s.read_user("u")
+    assert await s.ping() is False
+    await s.close()
+
+
+@pytest.mark.asyncio
+async def test_redis_and_memory_agree_on_concurrent_writers(store: RedisFeatureStore) -> None:
+    mem = MemoryFeatureStore(key_prefix=store.keys.prefix)
+    incs = [{f"i{j % 7}": 1.0 + j for j in range(k, k + 5)} for k in range(20)]
+    batches = [WriteBatch("events", offsets={k % 3: k}, popularity=inc, popularity_ref=T0 + k) for k, inc in enumerate(incs)]
+    await asyncio.gather(*(store.write_batch(b) for b in batches))
+    for b in reversed(batches):
+        await mem.write_batch(b)
+    r, m = await store.top_popular(10, T0 + 30), await mem.top_popular(10, T0 + 30)
+    assert [x for x, _ in r] == [x for x, _ in m]
+    assert [s for _, s in r] == pytest.approx([s for _, s in m], rel=1e-12)
+    assert await store.applied_offsets("events") == await mem.applied_offsets("events") == {0: 18, 1: 19, 2: 17}

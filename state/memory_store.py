@@ -80,7 +80,8 @@ class MemoryFeatureStore(PlannedStore):
             for f, v in op.values.items():
                 h[f] = max(v, h.get(f, v))
         elif isinstance(op, ExpireOp):
-            self.expires[op.key] = now + op.ttl_s
+            if op.key in self.strings or op.key in self.hashes or op.key in self.zsets:
+                self.expires[op.key] = now + op.ttl_s
         else:
             self._apply_zset(op)
 

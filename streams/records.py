@@ -95,7 +95,7 @@ class RecommendResponse(_Record):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     correlation_id: str
-    user_id: str | None
+    user_id: str | None = None
     items: list[RecItem] = Field(default_factory=list)
     model_version: str = "none"
     variant: str = "control"
@@ -114,6 +114,6 @@ class DeadLetter(_Record):
     topic: str
     partition: int
     offset: int
-    key: str | None
+    key: str | None = None
     payload: str
     received_at: datetime

@@ -1,0 +1,96 @@
+"""Integration tier: a real Kafka broker and Redis server (``make up``); each test module gets fresh topics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.admin import delete_topics, ensure_topics
+from streams.bench.harness import WorkerProcess, isolated, wait_until_serving
+from streams.client import RecClient
+from streams.settings import Settings, load_settings
+from streams.topics import topic_specs
+
+LOGS = Path(".run/test-logs")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+def _reachable(hostport: str) -> bool:
+    host, _, port = hostport.split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    settings = load_settings()
+    if not _reachable(settings.kafka.bootstrap_servers):
+        msg = f"Kafka is not reachable at {settings.kafka.bootstrap_servers}: run `make up` (or `make test`)"
+        if os.environ.get("CI"):  # noqa: TID251 - in CI a missing broker is a failure, not a skip
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return settings
+
+
+def fresh_settings(base: Settings, tag: str, **worker: object) -> Settings:
+    settings = isolated(base, tag, **worker)
+    asyncio.run(ensure_topics(settings.kafka))
+    return settings
+
+
+def drop_topics(settings: Settings) -> None:
+    names = [s.name for s in topic_specs(settings.kafka)] + [f"{settings.worker.app_id}-users-changelog"]
+    asyncio.run(delete_topics(settings.kafka, names))
+
+
+@pytest.fixture(scope="module")
+def running_worker(base_settings: Settings, request: pytest.FixtureRequest) -> Iterator[tuple[Settings, WorkerProcess]]:
+    """One worker for the module, on fresh topics, answering requests before the tests start."""
+    settings = fresh_settings(base_settings, request.module.__name__.rsplit(".", 1)[-1].replace("_", "-"))
+    worker = WorkerProcess(settings, LOGS / f"{settings.worker.app_id}.log").start()
+    try:
+        asyncio.run(_wait_serving(settings, worker))
+        yield settings, worker
+    finally:
+        worker.stop()
+        drop_topics(settings)
+
+
+async def _wait_serving(settings: Settings, worker: WorkerProcess) -> None:
+    async with RecClient(settings) as client:
+        await wait_until_serving(client, worker)
+
+
+async def read_topic(settings: Settings, topic: str, n: int, timeout_s: float = 20.0) -> list[tuple[bytes | None, bytes]]:
+    """The first ``n`` records of ``topic`` (all partitions, from the beginning), or fewer on timeout."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    out: list[tuple[bytes | None, bytes]] = []
+    try:
+        await consumer.topics()  # fetch metadata so partitions are known
+        parts = consumer.partitions_for_topic(topic) or {0}
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while len(out) < n and loop.time() < end:
+            for recs in (await consumer.getmany(timeout_ms=200)).values():
+                out.extend((r.key, r.value or b"") for r in recs)
+    finally:
+        await consumer.stop()
+    return out

@@ -32,7 +32,7 @@ def price_bucket(price: float | None) -> int:
     """
     if price is None or not math.isfinite(price) or price < 0:
         return 0
-    return 1 + min(N_PRICE_BUCKETS - 2, int(math.floor(math.log2(1.0 + price))))
+    return 1 + min(N_PRICE_BUCKETS - 2, math.floor(math.log2(1.0 + price)))
 
 
 def age_bucket(age_days: float | None) -> int:
@@ -43,7 +43,7 @@ def age_bucket(age_days: float | None) -> int:
     """
     if age_days is None or not math.isfinite(age_days):
         return 0
-    return 1 + min(N_AGE_BUCKETS - 2, int(math.floor(math.log2(1.0 + max(age_days, 0.0)))))
+    return 1 + min(N_AGE_BUCKETS - 2, math.floor(math.log2(1.0 + max(age_days, 0.0))))
 
 
 @dataclass(frozen=True)

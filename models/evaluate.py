@@ -38,7 +38,8 @@ def target_ranks(scores: FloatArray, rows: IntArray, items: IntArray) -> F64:
     block = scores[rows]
     greater = (block > t).sum(axis=1)
     ties = (block == t).sum(axis=1) - 1
-    return (greater + 0.5 * ties + 1.0).astype(np.float64)
+    ranks: F64 = (greater + 0.5 * ties + 1.0).astype(np.float64)
+    return ranks
 
 
 def ndcg_at_k(ranks: F64, n_targets: int, k: int) -> float:
@@ -94,6 +95,7 @@ def evaluate(
     split: Split,
     stage: Stage,
     categories: FloatArray,
+    *,
     k: int = 10,
     recall_k: int = 50,
     batch_size: int = 256,

@@ -96,11 +96,16 @@ def export_ranker(model: MultiTaskRanker, path: Path) -> OnnxSpec:
 
 
 def export_item_index(
-    trained: TrainedTwoTower, dataset: Dataset, index_path: Path, ids_path: Path, kind: AnnKind = "hnsw"
+    trained: TrainedTwoTower, dataset: Dataset, index_path: Path, ids_path: Path, kind: AnnKind | None = None
 ) -> int:
-    """Write every catalog item's embedding to a FAISS index (ids = item indices) and the index -> id list."""
+    """Write every catalog item's embedding to a FAISS index (ids = item indices) and the index -> id list.
+
+    Without ``kind``: exact search below 50,000 items (it is both faster and exact there), IVF above
+    (``streamrec bench ann`` measures its recall and latency).
+    """
     with torch.no_grad():
         emb = trained.model.item_embeddings().numpy().astype(np.float32)
+    kind = kind or ("exact" if emb.shape[0] < 50_000 else "ivf")
     index = build_index(kind, np.arange(emb.shape[0], dtype=np.int64), emb)
     index.save(index_path)
     ids_path.write_text(json.dumps(list(dataset.items.ids)), encoding="utf-8")

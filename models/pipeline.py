@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from models.baselines import ALS_GRID, EASE_GRID, Als, Ease, Popularity, tune_and_test
+from models.baselines import ALS_GRID, EASE_GRID, Als, Ease, Popularity, Recommender, tune_and_test
 from models.configs import ranker_config, two_tower_config
 from models.data import Dataset, load_movielens_100k
 from models.evaluate import EvalResult, evaluate
@@ -71,7 +70,9 @@ def load_dataset(kind: str, data: Path) -> tuple[Dataset, SimLog | None]:
 
 def run_peers(split: Split, dataset: Dataset, report: EvalReport, progress: Progress) -> None:
     """Popularity, ALS and EASE, each tuned on validation and refitted on train+valid before the test."""
-    peers = (("popularity", Popularity, ({},)), ("ease", Ease, EASE_GRID), ("als", Als, ALS_GRID))
+    peers: tuple[tuple[str, Callable[..., Recommender], Sequence[Mapping[str, float]]], ...] = (
+        ("popularity", Popularity, ({},)), ("ease", Ease, EASE_GRID), ("als", Als, ALS_GRID),
+    )
     for n, (name, factory, grid) in enumerate(peers):
         progress("peers", n, len(peers))
         started = time.perf_counter()
@@ -93,7 +94,7 @@ def train_retrieval(
 
 
 def evaluate_all(
-    kind: str, data: Path, config: str = "default", seed: int = 0, progress: Progress = _no_progress
+    kind: str, data: Path, *, config: str = "default", seed: int = 0, progress: Progress = _no_progress
 ) -> EvalReport:
     """Peers and our retrieval on the leave-last-out test targets, same split, same metrics."""
     dataset, log = load_dataset(kind, data)
@@ -136,7 +137,7 @@ def train_sim_ranker(log: SimLog, trained: TrainedTwoTower, config: str, seed: i
 
 
 def build_version(
-    kind: str, data: Path, staging: Path, config: str = "default", seed: int = 0, progress: Progress = _no_progress
+    kind: str, data: Path, staging: Path, *, config: str = "default", seed: int = 0, progress: Progress = _no_progress
 ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
     """Train, evaluate and export everything a version needs into ``staging``: (metrics, data window, config)."""
     dataset, log = load_dataset(kind, data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ BAR_METRICS: tuple[str, ...] = ("ndcg@10", "hr@10", "recall@50", "mrr", "coverag
 def ndcg_by_history(result: EvalResult, bins: tuple[int, ...] = HISTORY_BINS) -> list[float]:
     """Mean NDCG@10 of the users whose history length falls in each ``[bins[i], bins[i+1])`` (NaN if none)."""
     out: list[float] = []
-    for lo, hi in zip(bins[:-1], bins[1:], strict=True):
+    for lo, hi in pairwise(bins):
         mask = (result.history_len >= lo) & (result.history_len < hi)
         out.append(float(result.per_user["ndcg@10"][mask].mean()) if mask.any() else float("nan"))
     return out
@@ -39,7 +40,7 @@ def plot_report(per_model: Mapping[str, EvalResult], title: str, path: Path) -> 
     left.set_xticks(x + width * (len(names) - 1) / 2, BAR_METRICS)
     left.set_title("metrics by model (test, full ranking)")
     left.legend(fontsize=8)
-    labels = [f"{lo}-{hi - 1}" if hi < 10**9 else f"{lo}+" for lo, hi in zip(HISTORY_BINS[:-1], HISTORY_BINS[1:])]
+    labels = [f"{lo}-{hi - 1}" if hi < 10**9 else f"{lo}+" for lo, hi in pairwise(HISTORY_BINS)]
     for name in names:
         right.plot(labels, ndcg_by_history(per_model[name]), marker="o", label=name)
     right.set_xlabel("user history length (interactions before the target)")

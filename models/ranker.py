@@ -41,6 +41,10 @@ def _mlp(n_in: int, n_out: int) -> nn.Sequential:
 class MultiTaskRanker(nn.Module):
     """Raw features in, (click logit, purchase-given-click logit) out; standardisation is part of the model."""
 
+    mean: Tensor
+    inv_std: Tensor
+    temperature: Tensor
+
     def __init__(self, cfg: RankerConfig, mean: FloatArray, std: FloatArray) -> None:
         super().__init__()
         n = int(mean.shape[0])
@@ -85,7 +89,8 @@ class RankerExport(nn.Module):
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         pos = torch.full_like(features[:, :1], self.position_value)
         x = torch.cat([features[:, : self.pos_index], pos, features[:, self.pos_index :]], dim=1)
-        return self.model(x)
+        probs: tuple[Tensor, Tensor] = self.model(x)
+        return probs
 
 
 @dataclass
@@ -121,7 +126,7 @@ def _fit(model: MultiTaskRanker, x: Tensor, click: Tensor, purchase: Tensor, cfg
             rows = order[start : start + cfg.batch_size]
             loss = esmm_loss(model, x[rows], click[rows], purchase[rows])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
     model.eval()
 

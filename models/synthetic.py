@@ -40,7 +40,8 @@ def _catalog(rng: np.random.Generator, n_items: int, n_categories: int) -> tuple
 
 
 def generate(
-    seed: int, n_users: int = 60, n_items: int = 80, n_categories: int = 5, requests_per_user: int = 12, slate: int = 8
+    seed: int, *, n_users: int = 60, n_items: int = 80, n_categories: int = 5, requests_per_user: int = 12,
+    slate: int = 8,
 ) -> SyntheticWorld:
     """Users prefer a few categories; they click shown items by taste and position, and buy cheaper ones more.
 

@@ -89,7 +89,7 @@ def full_softmax_loss(hidden: Tensor, targets: Tensor, table: Tensor) -> Tensor:
 
 
 def sampled_softmax_loss(
-    hidden: Tensor, targets: Tensor, table: Tensor, log_q: Tensor, n_negatives: int, gen: torch.Generator
+    hidden: Tensor, targets: Tensor, table: Tensor, log_q: Tensor, *, n_negatives: int, gen: torch.Generator
 ) -> Tensor:
     """Softmax over in-batch positives plus random negatives drawn from ``exp(log_q)``, logQ-corrected.
 
@@ -111,7 +111,7 @@ def _log_q(history: Interactions, n_items: int) -> Tensor:
 
 
 def _epoch(
-    model: TwoTower, opt: torch.optim.Optimizer, data: tuple[Tensor, Tensor, Tensor], rng: np.random.Generator,
+    model: TwoTower, opt: torch.optim.Optimizer, data: tuple[Tensor, Tensor, Tensor], *, rng: np.random.Generator,
     log_q: Tensor, gen: torch.Generator,
 ) -> float:
     cfg = model.cfg
@@ -128,9 +128,9 @@ def _epoch(
         if cfg.loss == "full":
             loss = full_softmax_loss(hidden, y[y >= 0], table)
         else:
-            loss = sampled_softmax_loss(hidden, y[y >= 0], table, log_q, cfg.n_negatives, gen)
+            loss = sampled_softmax_loss(hidden, y[y >= 0], table, log_q, n_negatives=cfg.n_negatives, gen=gen)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
         total, batches = total + float(loss.item()), batches + 1
     return total / max(batches, 1)
@@ -153,7 +153,7 @@ def train_two_tower(
         data = (torch.from_numpy(xs), torch.from_numpy(ys), feats)
         losses: list[float] = []
         for epoch in range(1, cfg.epochs + 1):
-            losses.append(_epoch(model, opt, data, rng, log_q, gen))
+            losses.append(_epoch(model, opt, data, rng=rng, log_q=log_q, gen=gen))
             if on_epoch is not None:
                 on_epoch(epoch, losses[-1])
     model.eval()

@@ -54,7 +54,8 @@ class ItemTower(nn.Module):
 
     def forward(self, item_idx: Tensor, category: Tensor, brand: Tensor, price: Tensor, age: Tensor) -> Tensor:
         content = self.cat_proj(category) + self.brand_emb(brand) + self.price_emb(price) + self.age_emb(age)
-        return self.id_emb(item_idx + 1) + content
+        out: Tensor = self.id_emb(item_idx + 1) + content
+        return out
 
 
 class CausalBlock(nn.Module):
@@ -77,7 +78,8 @@ class CausalBlock(nn.Module):
         att = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(d // h)) + bias
         out = (self.drop(att.softmax(dim=-1)) @ v).transpose(1, 2).reshape(b, n, d)
         x = x + self.drop(self.proj(out))
-        return x + self.drop(self.ff(self.norm2(x)))
+        y: Tensor = x + self.drop(self.ff(self.norm2(x)))
+        return y
 
 
 class SequenceEncoder(nn.Module):
@@ -104,7 +106,7 @@ class SequenceEncoder(nn.Module):
         bias = torch.zeros(blocked.shape, dtype=x.dtype, device=x.device).masked_fill(blocked, -1e9)[:, None]
         for block in self.blocks:
             x = block(x, bias)
-        out = self.norm(x)
+        out: Tensor = self.norm(x)
         if self.user_proj is not None:
             out = out + self.user_proj(user_features)[:, None, :]
         return out
@@ -112,6 +114,11 @@ class SequenceEncoder(nn.Module):
 
 class TwoTower(nn.Module):
     """Both towers plus the item content of the training catalog (kept as buffers)."""
+
+    c_cat: Tensor
+    c_brand: Tensor
+    c_price: Tensor
+    c_age: Tensor
 
     def __init__(self, cfg: TwoTowerConfig, content: ItemContent, n_user_features: int) -> None:
         super().__init__()
@@ -133,18 +140,22 @@ class TwoTower(nn.Module):
         idx = torch.arange(self.n_items, device=self.c_cat.device)
         if id_keep is not None:
             idx = torch.where(id_keep, idx, torch.full_like(idx, -1))
-        return self.item_tower(idx, self.c_cat, self.c_brand, self.c_price, self.c_age)
+        emb: Tensor = self.item_tower(idx, self.c_cat, self.c_brand, self.c_price, self.c_age)
+        return emb
 
     def encode(self, item_seq: Tensor, user_features: Tensor, table: Tensor) -> Tensor:
         """Hidden states for every position of ``item_seq`` (item indices, ``-1`` = padding)."""
         pad = item_seq < 0
         padded_table = torch.cat([torch.zeros_like(table[:1]), table], dim=0)
         seq_emb = padded_table[item_seq + 1] * math.sqrt(table.shape[1])
-        return self.encoder(seq_emb, pad, user_features)
+        hidden: Tensor = self.encoder(seq_emb, pad, user_features)
+        return hidden
 
 
 class UserTowerExport(nn.Module):
     """Serving form of the user tower: item sequence and user features to one embedding per row."""
+
+    table: Tensor
 
     def __init__(self, model: TwoTower) -> None:
         super().__init__()
@@ -164,4 +175,5 @@ class ItemTowerExport(nn.Module):
         self.tower = model.item_tower
 
     def forward(self, item_idx: Tensor, category: Tensor, brand: Tensor, price: Tensor, age: Tensor) -> Tensor:
-        return self.tower(item_idx, category, brand, price, age)
+        emb: Tensor = self.tower(item_idx, category, brand, price, age)
+        return emb

@@ -1,16 +1,16 @@
-"""Inner-product nearest-neighbour indexes over item embeddings (FAISS): exact and HNSW backends."""
+"""Inner-product nearest-neighbour indexes over item embeddings (FAISS): exact, HNSW and IVF backends."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from models.errors import AnnError
 
-AnnKind = Literal["exact", "hnsw"]
+AnnKind = Literal["exact", "hnsw", "ivf"]
 IdArray = npt.NDArray[np.int64]
 VecArray = npt.NDArray[np.float32]
 
@@ -44,7 +44,7 @@ class _FaissIndex:
 
     kind: AnnKind
 
-    def __init__(self, index: object, dim: int) -> None:
+    def __init__(self, index: Any, dim: int) -> None:
         self._index = index
         self._dim = dim
 
@@ -53,22 +53,24 @@ class _FaissIndex:
         return self._dim
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)  # type: ignore[attr-defined]
+        return int(self._index.ntotal)
 
     def add(self, ids: IdArray, vectors: VecArray) -> None:
-        vecs = self._check(vectors, "vectors")
+        self._add_raw(ids, self._check(vectors, "vectors"))
+
+    def _add_raw(self, ids: IdArray, vecs: VecArray) -> None:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if ids.ndim != 1 or ids.shape[0] != vecs.shape[0]:
             raise AnnError(f"add: {ids.shape[0]} ids for {vecs.shape[0]} vectors")
         if ids.size and ids.min() < 0:
             raise AnnError("add: ids must be non-negative (-1 marks an empty result slot)")
-        self._index.add_with_ids(vecs, ids)  # type: ignore[attr-defined]
+        self._index.add_with_ids(vecs, ids)
 
     def search(self, queries: VecArray, k: int) -> tuple[IdArray, VecArray]:
         q = self._check(queries, "queries")
         if k < 1:
             raise AnnError(f"search: k must be >= 1, got {k}")
-        scores, ids = self._index.search(q, k)  # type: ignore[attr-defined]
+        scores, ids = self._index.search(q, k)
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
         return ids.astype(np.int64), scores
 
@@ -104,20 +106,27 @@ class ExactIndex(_FaissIndex):
 
 
 class HnswIndex(_FaissIndex):
-    """HNSW graph over raw vectors with inner-product metric (``IndexHNSWFlat``)."""
+    """HNSW graph (``IndexHNSWFlat``) searched for maximum inner product through an exact reduction to L2.
+
+    Each vector ``x`` is stored as ``[x, sqrt(R^2 - |x|^2)]`` and each query as ``[q, 0]``, so the L2 order is
+    the inner-product order; HNSW graphs built on L2 reach a given recall with a much smaller ``ef_search``
+    than graphs built on inner product. ``R`` is fixed by the first ``add`` (its largest norm times
+    ``headroom``); a later vector longer than ``R`` is still indexed but ranks as if its norm were ``R``.
+    """
 
     kind: AnnKind = "hnsw"
 
-    def __init__(
-        self, dim: int, m: int = 32, ef_construction: int = 80, ef_search: int = 256, _index: object | None = None
-    ) -> None:
+    def __init__(self, dim: int, m: int = 32, ef_construction: int = 80, ef_search: int = 256,
+                 headroom: float = 1.25, _index: object | None = None, _radius: float | None = None) -> None:
         import faiss
 
         if _index is None:
-            hnsw = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+            hnsw = faiss.IndexHNSWFlat(dim + 1, m, faiss.METRIC_L2)
             hnsw.hnsw.efConstruction = ef_construction
             _index = faiss.IndexIDMap2(hnsw)
         super().__init__(_index, dim)
+        self.headroom = headroom
+        self.radius = _radius
         self.ef_search = ef_search
 
     @property
@@ -130,27 +139,114 @@ class HnswIndex(_FaissIndex):
             raise AnnError(f"ef_search must be >= 1, got {value}")
         self._hnsw().hnsw.efSearch = value
 
-    def _hnsw(self) -> object:
+    def _hnsw(self) -> Any:
         import faiss
 
-        return faiss.downcast_index(self._index.index)  # type: ignore[attr-defined]
+        return faiss.downcast_index(self._index.index)
+
+    def add(self, ids: IdArray, vectors: VecArray) -> None:
+        vecs = self._check(vectors, "vectors")
+        sq = np.einsum("ij,ij->i", vecs, vecs)
+        if self.radius is None:
+            self.radius = float(np.sqrt(sq.max(initial=0.0))) * self.headroom or 1.0
+        extra = np.sqrt(np.maximum(self.radius**2 - sq, 0.0))[:, None]
+        self._add_raw(ids, np.hstack([vecs, extra]).astype(np.float32))
+
+    def search(self, queries: VecArray, k: int) -> tuple[IdArray, VecArray]:
+        q = self._check(queries, "queries")
+        if k < 1:
+            raise AnnError(f"search: k must be >= 1, got {k}")
+        padded = np.hstack([q, np.zeros((q.shape[0], 1), dtype=np.float32)])
+        dist, ids = self._index.search(padded, k)
+        radius = self.radius or 0.0
+        scores = 0.5 * (np.einsum("ij,ij->i", q, q)[:, None] + radius**2 - dist)
+        return ids.astype(np.int64), np.where(ids < 0, -np.inf, scores).astype(np.float32)
 
 
-def build_index(kind: AnnKind, ids: IdArray, vectors: VecArray, **params: int) -> ExactIndex | HnswIndex:
+class IvfIndex(_FaissIndex):
+    """Inverted file over raw vectors (``IndexIVFFlat``, inner product): scans the ``nprobe`` closest of
+    ``nlist`` k-means cells. The first ``add`` trains the cells on (a seeded sample of) its vectors, so
+    ``nlist`` shrinks to keep about 39 training points per cell; later adds go into the trained cells.
+    """
+
+    kind: AnnKind = "ivf"
+
+    def __init__(self, dim: int, nlist: int = 2048, nprobe: int = 64, train_size: int = 100_000, seed: int = 0,
+                 _index: Any = None) -> None:
+        super().__init__(_index, dim)
+        self.nlist, self.train_size, self.seed = nlist, train_size, seed
+        self._nprobe = nprobe
+        if _index is not None:
+            self._ivf().nprobe = nprobe
+
+    @property
+    def nprobe(self) -> int:
+        return self._nprobe
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        if value < 1:
+            raise AnnError(f"nprobe must be >= 1, got {value}")
+        self._nprobe = value
+        if self._index is not None:
+            self._ivf().nprobe = value
+
+    def _ivf(self) -> Any:
+        import faiss
+
+        return faiss.extract_index_ivf(self._index)
+
+    def __len__(self) -> int:
+        return 0 if self._index is None else int(self._index.ntotal)
+
+    def add(self, ids: IdArray, vectors: VecArray) -> None:
+        vecs = self._check(vectors, "vectors")
+        if self._index is None:
+            self._index = self._train(vecs)
+        self._add_raw(ids, vecs)
+
+    def _train(self, vecs: VecArray) -> Any:
+        import faiss
+
+        if vecs.shape[0] == 0:
+            raise AnnError("the first add of an IVF index needs vectors to train its cells on")
+        nlist = max(1, min(self.nlist, vecs.shape[0] // 39))
+        rng = np.random.default_rng(self.seed)
+        sample = vecs if vecs.shape[0] <= self.train_size else vecs[rng.choice(vecs.shape[0], self.train_size,
+                                                                               replace=False)]
+        quantizer = faiss.IndexFlatIP(self._dim)
+        ivf = faiss.IndexIVFFlat(quantizer, self._dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.cp.seed = self.seed
+        ivf.train(sample)
+        ivf.nprobe = self._nprobe
+        ivf.own_fields = True
+        quantizer.this.disown()  # type: ignore[attr-defined]  # the IVF index owns its quantizer now
+        return faiss.IndexIDMap2(ivf)
+
+    def search(self, queries: VecArray, k: int) -> tuple[IdArray, VecArray]:
+        if self._index is None:
+            q = self._check(queries, "queries")
+            return np.full((q.shape[0], k), -1, dtype=np.int64), np.full((q.shape[0], k), -np.inf, np.float32)
+        return super().search(queries, k)
+
+
+def build_index(kind: AnnKind, ids: IdArray, vectors: VecArray, **params: int) -> ExactIndex | HnswIndex | IvfIndex:
     """Create an index of ``kind`` and add ``vectors`` under ``ids``."""
     dim = int(np.shape(vectors)[1])
-    index: ExactIndex | HnswIndex
+    index: ExactIndex | HnswIndex | IvfIndex
     if kind == "exact":
         index = ExactIndex(dim)
     elif kind == "hnsw":
         index = HnswIndex(dim, **params)
+    elif kind == "ivf":
+        index = IvfIndex(dim, **params)
     else:
-        raise AnnError(f"unknown index kind {kind!r}; valid kinds: exact, hnsw")
+        raise AnnError(f"unknown index kind {kind!r}; valid kinds: exact, hnsw, ivf")
     index.add(ids, vectors)
     return index
 
 
-def load_index(path: Path) -> ExactIndex | HnswIndex:
+def load_index(path: Path) -> ExactIndex | HnswIndex | IvfIndex:
     """Read an index written by ``save``; a missing, corrupt or foreign file raises :class:`AnnError`."""
     import faiss
 
@@ -161,17 +257,20 @@ def load_index(path: Path) -> ExactIndex | HnswIndex:
         raw = faiss.read_index(str(path))
     except RuntimeError as exc:
         raise AnnError(f"{path}: not a readable FAISS index ({str(exc).splitlines()[0][:120]})") from exc
-    outer = faiss.downcast_index(raw)
+    # keep the object read_index returned: a downcast wrapper does not own the C++ index and would dangle
+    outer = raw
     if not isinstance(outer, faiss.IndexIDMap2):
         raise AnnError(f"{path}: expected an id-mapped index, found {type(outer).__name__}")
     inner = faiss.downcast_index(outer.index)
-    if inner.metric_type != faiss.METRIC_INNER_PRODUCT:
-        raise AnnError(f"{path}: index metric is not inner product")
-    if isinstance(inner, faiss.IndexHNSWFlat):
-        return HnswIndex(outer.d, _index=outer, ef_search=int(inner.hnsw.efSearch))
+    if isinstance(inner, faiss.IndexHNSWFlat) and inner.metric_type == faiss.METRIC_L2:
+        radius = float(np.linalg.norm(outer.reconstruct(int(faiss.vector_to_array(outer.id_map)[0])))) \
+            if outer.ntotal else None
+        return HnswIndex(outer.d - 1, _index=outer, _radius=radius, ef_search=int(inner.hnsw.efSearch))
+    if isinstance(inner, faiss.IndexIVFFlat) and inner.metric_type == faiss.METRIC_INNER_PRODUCT:
+        return IvfIndex(outer.d, nlist=int(inner.nlist), nprobe=int(inner.nprobe), _index=outer)
     if isinstance(inner, faiss.IndexFlatIP):
         return ExactIndex(outer.d, _index=outer)
-    raise AnnError(f"{path}: unsupported index type {type(inner).__name__}")
+    raise AnnError(f"{path}: unsupported index type {type(inner).__name__} (metric {inner.metric_type})")
 
 
 def recall_at_k(approx: IdArray, exact: IdArray) -> float:
@@ -180,6 +279,6 @@ def recall_at_k(approx: IdArray, exact: IdArray) -> float:
     >>> recall_at_k(np.array([[1, 2, 3]]), np.array([[3, 4, 1]]))
     0.6666666666666666
     """
-    k = exact.shape[1]
-    hits = sum(len(set(a.tolist()) & set(e.tolist()) - {-1}) for a, e in zip(approx, exact, strict=True))
-    return hits / (exact.shape[0] * k)
+    k = int(exact.shape[1])
+    hits: int = sum(len(set(a.tolist()) & set(e.tolist()) - {-1}) for a, e in zip(approx, exact, strict=True))
+    return float(hits) / float(exact.shape[0] * k)

@@ -29,11 +29,11 @@ class FeatureConfig:
 
     last_n: int = 20
     dedupe_ring: int = 64
-    lateness_s: float = 120.0
+    lateness_s: float = 60.0
     popularity_half_life_s: float = 6 * HOUR_S
     affinity_half_life_s: float = 3 * DAY_S
     max_categories: int = 8
-    max_impressions: int = 16
+    max_impressions: int = 12
     max_purchased: int = 16
     negative_grace_s: float = 30.0
     session_gap_s: float = 30 * 60.0
@@ -51,6 +51,8 @@ class FeatureConfig:
             raise ValueError(f"bounds must be >= 1: {self}")
         if min(self.lateness_s, self.popularity_half_life_s, self.affinity_half_life_s, self.session_gap_s) <= 0:
             raise ValueError(f"durations must be > 0: {self}")
+        if self.lateness_s > 16_000:  # the codec stores ring times in 24 bits of milliseconds
+            raise ValueError(f"lateness_s must be <= 16000, got {self.lateness_s}")
 
     @classmethod
     def from_settings(cls, settings: FeatureSettings, **overrides: Any) -> FeatureConfig:

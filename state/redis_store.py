@@ -101,6 +101,17 @@ class RedisFeatureStore(PlannedStore):
         raw: list[Any] = await self._guard(f"a read of {len(ops)} ops", pipe.execute)
         return [_convert(op, r) for op, r in zip(ops, raw, strict=True)]
 
+    async def bytes_per_user(self, user_ids: Sequence[str]) -> float:
+        """Mean Redis memory (``MEMORY USAGE``: value, key and overhead) of the users' state and vector keys."""
+        if not user_ids:
+            return 0.0
+        pipe = self._redis.pipeline(transaction=False)
+        for u in user_ids:
+            pipe.memory_usage(self.keys.user(u), samples=0)
+            pipe.memory_usage(self.keys.user_vector(u), samples=0)
+        sizes: list[int | None] = await self._guard("MEMORY USAGE", pipe.execute)
+        return sum(s or 0 for s in sizes) / len(user_ids)
+
     async def ping(self) -> bool:
         try:
             return bool(await self._redis.ping())

@@ -179,6 +179,7 @@ class FileRegistry:
             version = f"v{n:04d}"
             try:
                 os.rename(tmp, self._versions / version)
+                (self._versions / version).chmod(0o755)  # mkdtemp made it private; serving may run as another user
                 return version
             except OSError:
                 n += 1
@@ -228,7 +229,7 @@ class FileRegistry:
             opts.inter_op_num_threads = 1
             try:
                 sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            except Exception as exc:  # onnxruntime raises its own untyped errors
                 raise RegistryError(f"{path}: not a loadable ONNX model: {str(exc)[:200]}") from exc
             check_onnx_signature(sess, graph, path)
             sessions[role] = sess
@@ -237,7 +238,7 @@ class FileRegistry:
         if spec.item_ids_file:
             item_ids = _read_ids(vdir / spec.item_ids_file)
         if index is not None and len(index) != len(item_ids):
-            raise RegistryError(f"{vdir / spec.index_file}: {len(index)} vectors but {len(item_ids)} item ids")
+            raise RegistryError(f"{vdir / str(spec.index_file)}: {len(index)} vectors but {len(item_ids)} item ids")
         return LoadedVersion(manifest, spec, sessions, index, item_ids)
 
     def champion(self) -> str | None:

@@ -6,7 +6,8 @@ Layout of schema 1, a JSON array::
      buckets_5m, buckets_1h, buckets_6h, ref_dt, affinity, price_sum, price_cnt,
      session_id, session_start_dt, session_last_dt, session_len]
 
-``*_dt`` are ``newest_ms - t``; lists are flattened: ring ``[dt, hash, ...]``, last_n
+``*_dt`` are ``newest_ms - t``; the ring is base64 of big-endian 64-bit words ``dt << 40 | hash``
+(ring entries are never older than the lateness, so ``dt`` fits 24 bits); lists are flattened: last_n
 ``[dt, type, item, ...]``, impressions and purchased ``[dt, item, ...]``, buckets
 ``[newest_bucket - bucket, n_view, n_click, n_cart, n_purchase, n_impression, ...]``,
 affinity ``[category, forward-decayed sum, ...]``.
@@ -14,7 +15,9 @@ affinity ``[category, forward-decayed sum, ...]``.
 
 from __future__ import annotations
 
+import base64
 import heapq
+import struct
 from typing import Any
 
 import orjson
@@ -44,7 +47,7 @@ def encode_state(state: UserState) -> bytes:
         state.total,
         _dt(nw, state.floor[0]),
         state.floor[1],
-        [x for ts, h in ring for x in (nw - ts, h)],
+        _pack_ring(nw, ring),
         [x for ts, t, item in state.last_n for x in (nw - ts, t, item)],
         [x for ts, item in state.impressions for x in (nw - ts, item)],
         [x for item, ts in sorted(state.purchased.items(), key=lambda kv: (kv[1], kv[0])) for x in (nw - ts, item)],
@@ -71,8 +74,24 @@ def decode_state(raw: bytes) -> UserState:
         raise StateDecodeError(f"unknown user state schema: {raw[:40]!r}")
     try:
         return _build(doc)
-    except (ValueError, TypeError, IndexError) as exc:
+    except (ValueError, TypeError, IndexError, struct.error) as exc:
         raise StateDecodeError(f"corrupt user state ({exc}): {raw[:60]!r}") from exc
+
+
+_HASH_BITS = 40
+_HASH_MASK = (1 << _HASH_BITS) - 1
+MAX_RING_DT_MS = (1 << 24) - 1
+
+
+def _pack_ring(newest: int, ring: list[tuple[int, int]]) -> str:
+    words = [(newest - ts) << _HASH_BITS | h for ts, h in ring]
+    return base64.b64encode(struct.pack(f">{len(words)}Q", *words)).decode("ascii")
+
+
+def _unpack_ring(newest: int, packed: str) -> list[tuple[int, int]]:
+    raw = base64.b64decode(packed, validate=True)
+    words = struct.unpack(f">{len(raw) // 8}Q", raw)
+    return [(newest - (w >> _HASH_BITS), w & _HASH_MASK) for w in words]
 
 
 def _dt(newest: int, t: int) -> int | None:
@@ -90,8 +109,7 @@ def _build(doc: list[Any]) -> UserState:
     nw = s.newest_ms = int(doc[2])
     s.total = int(doc[3])
     s.floor = (_t(nw, doc[4]), int(doc[5]))
-    ring = doc[6]
-    s.ring = [(nw - int(ring[i]), int(ring[i + 1])) for i in range(0, len(ring), 2)]
+    s.ring = _unpack_ring(nw, str(doc[6]))
     heapq.heapify(s.ring)
     s.ring_ids = {h for _, h in s.ring}
     ln = doc[7]

@@ -98,8 +98,13 @@ def interacted_items(state: UserState) -> frozenset[str]:
     return frozenset(item for _, _, item in state.last_n) | frozenset(state.purchased)
 
 
-def apply_events(state: UserState, events: Sequence[EventView], cfg: FeatureConfig) -> int:
-    """Apply ``events`` in order; skip duplicates and late events (see ``FeatureConfig``); return how many applied."""
+def apply_events(
+    state: UserState, events: Sequence[EventView], cfg: FeatureConfig, applied_out: list[EventView] | None = None
+) -> int:
+    """Apply ``events`` in order; skip duplicates and late events (see ``FeatureConfig``); return how many applied.
+
+    ``applied_out``, when given, receives the applied events (what downstream increments must count).
+    """
     applied = 0
     for ev in events:
         ts = to_ms(ev.ts)
@@ -114,6 +119,8 @@ def apply_events(state: UserState, events: Sequence[EventView], cfg: FeatureConf
             _interaction(state, ev, ts, t, cfg)
         state.total += 1
         applied += 1
+        if applied_out is not None:
+            applied_out.append(ev)
     if applied:
         _prune_buckets(state)
     return applied

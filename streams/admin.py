@@ -56,3 +56,16 @@ async def delete_topics(kafka: KafkaSettings, names: list[str]) -> None:
             await admin.delete_topics(doomed, timeout_ms=30_000)
     finally:
         await admin.close()
+
+
+async def partitions_of(kafka: KafkaSettings, topic: str) -> list[int]:
+    """Partition ids of ``topic`` (a consumer without a subscription does not learn them by itself)."""
+    admin = await _admin(kafka)
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    parts = [p["partition"] for d in described if d.get("topic") == topic for p in d.get("partitions", [])]
+    if not parts:
+        raise InfraError(f"topic {topic!r} does not exist on {kafka.bootstrap_servers}")
+    return sorted(parts)

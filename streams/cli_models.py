@@ -48,6 +48,7 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 def train(
+    *,
     dataset: Annotated[str, typer.Option(help="ml-100k | sim")] = "ml-100k",
     data: Annotated[Path, typer.Option(help="MovieLens directory, or a directory with events.jsonl + catalog.jsonl")]
     = DEFAULT_ML100K,
@@ -64,7 +65,7 @@ def train(
     reg = FileRegistry(_registry_dir(registry))
     try:
         with tempfile.TemporaryDirectory() as tmp, _bars() as bars:
-            metrics, window, cfg = build_version(dataset, data, Path(tmp), config, seed, bars)
+            metrics, window, cfg = build_version(dataset, data, Path(tmp), config=config, seed=seed, progress=bars)
             manifest = reg.publish(Path(tmp), split=f"{window['dataset']}/{window['protocol']}", metrics=metrics,
                                    data_window=window, config=cfg)
         console.print(f"published [bold]{manifest.version}[/] ndcg@10={metrics['ndcg@10']:.4f} "
@@ -77,6 +78,7 @@ def train(
 
 
 def eval_cmd(
+    *,
     dataset: Annotated[str, typer.Option(help="ml-100k | sim")] = "ml-100k",
     data: Annotated[Path, typer.Option(help="dataset directory")] = DEFAULT_ML100K,
     protocol: Annotated[str, typer.Option(help="leave-last-out")] = "leave-last-out",
@@ -94,7 +96,7 @@ def eval_cmd(
         raise typer.BadParameter(f"unknown protocol {protocol!r}; valid: leave-last-out")
     try:
         with _bars() as bars:
-            report = evaluate_all(dataset, data, config, seed, bars)
+            report = evaluate_all(dataset, data, config=config, seed=seed, progress=bars)
     except ModelError as exc:
         raise _fail(exc) from exc
     write_report(report, json_out)
@@ -153,8 +155,10 @@ def models_promote(
 
 
 def bench_ann_cmd(
+    *,
     items: Annotated[int, typer.Option(help="catalog size")] = 1_000_000,
     json_out: Annotated[Path, typer.Option("--json", help="where to write the results")] = Path("ann.json"),
+    index: Annotated[str, typer.Option(help="ivf | hnsw")] = "ivf",
     dim: int = 64,
     seed: int = 0,
 ) -> None:
@@ -162,7 +166,9 @@ def bench_ann_cmd(
     from models.bench import bench_ann
 
     with _bars() as bars:
-        result = bench_ann(items, dim=dim, seed=seed, progress=bars)
+        if index not in ("ivf", "hnsw"):
+            raise typer.BadParameter(f"unknown index {index!r}; valid: ivf, hnsw")
+        result = bench_ann(items, kind=index, dim=dim, seed=seed, progress=bars)
     json_out.write_text(json.dumps(result, indent=2), encoding="utf-8")
     console.print({k: v for k, v in result.items() if k != "sweep"})
 

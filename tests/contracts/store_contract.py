@@ -67,7 +67,9 @@ class StoreContract:
 
     @pytest.mark.asyncio
     async def test_item_upsert_replaces_catalog_fields_and_keeps_counters(self, store: OnlineFeatureStore) -> None:
-        await store.write_batch(WriteBatch("items", items={"a": item("a")}, item_counts={"a": ItemCounts((1, 0, 0, 0, 0))}))
+        await store.write_batch(
+            WriteBatch("items", items={"a": item("a")}, item_counts={"a": ItemCounts((1, 0, 0, 0, 0))})
+        )
         new = ItemRecord("a", "c2", "b2", 20.0, False, T0, ItemCounts((50, 50, 50, 50, 50)))
         await store.write_batch(WriteBatch("items", items={"a": new}))
         (got,) = await store.read_items(["a"])
@@ -76,10 +78,14 @@ class StoreContract:
     @pytest.mark.asyncio
     async def test_popularity_decays_and_commutes(self, store: OnlineFeatureStore) -> None:
         a = [EventView("e1", "view", "u", "x", T0, None, None, None)]
-        b = [EventView("e2", "purchase", "u", "y", T0 + HL, None, None, None),
-             EventView("e3", "view", "u", "x", T0 + HL, None, None, None)]
+        b = [
+            EventView("e2", "purchase", "u", "y", T0 + HL, None, None, None),
+            EventView("e3", "view", "u", "x", T0 + HL, None, None, None),
+        ]
         # Written newest first: increments commute.
-        await store.write_batch(WriteBatch("events", popularity=popularity_increments(b, T0 + HL, CFG), popularity_ref=T0 + HL))
+        await store.write_batch(
+            WriteBatch("events", popularity=popularity_increments(b, T0 + HL, CFG), popularity_ref=T0 + HL)
+        )
         await store.write_batch(WriteBatch("events", popularity=popularity_increments(a, T0, CFG), popularity_ref=T0))
         top = await store.top_popular(10, T0 + 2 * HL)
         assert [m for m, _ in top] == ["y", "x"]
@@ -100,16 +106,24 @@ class StoreContract:
     @pytest.mark.asyncio
     async def test_decayed_pools_are_separate(self, store: OnlineFeatureStore) -> None:
         fast, slow = DecaySpec("trending", 600.0), DecaySpec("trending_slow", 6000.0)
-        await store.write_batch(WriteBatch("events", decayed=[
-            DecayedUpdate(fast, T0, {"a": 1.0, "b": 2.0}), DecayedUpdate(slow, T0, {"a": 4.0}),
-        ]))
+        await store.write_batch(
+            WriteBatch(
+                "events",
+                decayed=[
+                    DecayedUpdate(fast, T0, {"a": 1.0, "b": 2.0}),
+                    DecayedUpdate(slow, T0, {"a": 4.0}),
+                ],
+            )
+        )
         assert await store.read_decayed(fast, 5, T0 + 600) == [("b", pytest.approx(1.0)), ("a", pytest.approx(0.5))]
         assert await store.read_decayed(slow, 5, T0 + 6000) == [("a", pytest.approx(2.0))]
         assert await store.top_popular(5, T0) == []
 
     @pytest.mark.asyncio
     async def test_set_pools_upsert_remove_and_trim(self, store: OnlineFeatureStore) -> None:
-        await store.write_batch(WriteBatch("items", pools=[PoolUpdate("fresh:c1", {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0})]))
+        await store.write_batch(
+            WriteBatch("items", pools=[PoolUpdate("fresh:c1", {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0})])
+        )
         await store.write_batch(WriteBatch("items", pools=[PoolUpdate("fresh:c1", {"e": 0.5}, removes=["d"], keep=3)]))
         assert await store.read_pool("fresh:c1", 10) == [("c", 3.0), ("b", 2.0), ("a", 1.0)]
         assert await store.read_pool("fresh:c1", 1) == [("c", 3.0)]
@@ -138,8 +152,13 @@ class StoreContract:
         evs = [EventView("e1", "click", "u9", "a", T0, "s", 3.0, "c1")]
         apply_events(s, evs, CFG)
         batch = WriteBatch(
-            "events", offsets={3: 42}, users={"u9": s}, popularity=popularity_increments(evs, T0, CFG),
-            popularity_ref=T0, items={"a": item("a")}, item_counts={"a": ItemCounts((0, 1, 0, 0, 0))},
+            "events",
+            offsets={3: 42},
+            users={"u9": s},
+            popularity=popularity_increments(evs, T0, CFG),
+            popularity_ref=T0,
+            items={"a": item("a")},
+            item_counts={"a": ItemCounts((0, 1, 0, 0, 0))},
         )
         await store.write_batch(batch)
         assert await store.applied_offsets("events") == {3: 42}

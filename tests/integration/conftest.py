@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.admin import delete_topics, ensure_topics
+from streams.admin import delete_topics, ensure_topics, partitions_of
 from streams.bench.harness import WorkerProcess, isolated, wait_until_serving
 from streams.client import RecClient
 from streams.settings import Settings, load_settings
@@ -77,13 +77,11 @@ async def _wait_serving(settings: Settings, worker: WorkerProcess) -> None:
 
 async def read_topic(settings: Settings, topic: str, n: int, timeout_s: float = 20.0) -> list[tuple[bytes | None, bytes]]:
     """The first ``n`` records of ``topic`` (all partitions, from the beginning), or fewer on timeout."""
+    tps = [TopicPartition(topic, p) for p in await partitions_of(settings.kafka, topic)]
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     out: list[tuple[bytes | None, bytes]] = []
     try:
-        await consumer.topics()  # fetch metadata so partitions are known
-        parts = consumer.partitions_for_topic(topic) or {0}
-        tps = [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         loop = asyncio.get_running_loop()

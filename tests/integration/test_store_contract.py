@@ -78,7 +78,7 @@ async def test_write_is_one_transaction(store: RedisFeatureStore) -> None:
         sent.append([transaction])
         return pipe
 
-    store.client.pipeline = spy  # type: ignore[method-assign]
+    store.client.pipeline = spy  # type: ignore[method-assign,assignment]
     users = {f"u{i}": new_user_state(f"u{i}") for i in range(200)}
     await store.write_batch(WriteBatch("events", offsets={0: 1}, users=users))
     await store.read_items([f"i{i}" for i in range(500)])
@@ -88,7 +88,7 @@ async def test_write_is_one_transaction(store: RedisFeatureStore) -> None:
 @pytest.mark.asyncio
 async def test_unreachable_redis_raises_store_unavailable() -> None:
     s = RedisFeatureStore(RedisSettings(url="redis://127.0.0.1:1/0", socket_timeout_s=0.2))
-    with pytest.raises(StoreUnavailable, match="127.0.0.1:1"):
+    with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1"):
         await s.read_user("u")
     assert await s.ping() is False
     await s.close()
@@ -98,7 +98,9 @@ async def test_unreachable_redis_raises_store_unavailable() -> None:
 async def test_redis_and_memory_agree_on_concurrent_writers(store: RedisFeatureStore) -> None:
     mem = MemoryFeatureStore(key_prefix=store.keys.prefix)
     incs = [{f"i{j % 7}": 1.0 + j for j in range(k, k + 5)} for k in range(20)]
-    batches = [WriteBatch("events", offsets={k % 3: k}, popularity=inc, popularity_ref=T0 + k) for k, inc in enumerate(incs)]
+    batches = [
+        WriteBatch("events", offsets={k % 3: k}, popularity=inc, popularity_ref=T0 + k) for k, inc in enumerate(incs)
+    ]
     await asyncio.gather(*(store.write_batch(b) for b in batches))
     for b in reversed(batches):
         await mem.write_batch(b)
@@ -106,3 +108,43 @@ async def test_redis_and_memory_agree_on_concurrent_writers(store: RedisFeatureS
     assert [x for x, _ in r] == [x for x, _ in m]
     assert [s for _, s in r] == pytest.approx([s for _, s in m], rel=1e-12)
     assert await store.applied_offsets("events") == await mem.applied_offsets("events") == {0: 18, 1: 19, 2: 17}
+
+
+@pytest.mark.asyncio
+async def test_redis_bytes_per_active_user_within_1kb(store: RedisFeatureStore) -> None:
+    """Simulated traffic over 100k users; every active user has its state and a 32-d session vector."""
+    import numpy as np
+
+    from state.feature_config import EventView, FeatureConfig
+    from state.features import apply_events
+    from streams.records import EVENT_TYPES
+    from streams.simulator import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(n_users=100_000, n_items=5_000))
+    cats = sim.world.catalog.category
+    by_user: dict[str, list[EventView]] = {}
+    for b in sim.batches(max_events=200_000):
+        for ts, t, u, i, s, q in zip(
+            b.ts.tolist(),
+            b.type.tolist(),
+            b.user.tolist(),
+            b.item.tolist(),
+            b.session.tolist(),
+            b.seq.tolist(),
+            strict=True,
+        ):
+            ev = EventView(f"e7-{q}", EVENT_TYPES[t], f"u{u}", f"i{i}", ts, f"s7-{s}", None, f"cat{cats[i]}")
+            by_user.setdefault(ev.user_id, []).append(ev)
+    cfg = FeatureConfig()
+    vec = np.random.default_rng(0).normal(size=32).astype(np.float32)
+    users = {}
+    for u, evs in by_user.items():
+        users[u] = new_user_state(u)
+        apply_events(users[u], evs, cfg)
+    ids = list(users)
+    for k in range(0, len(ids), 2000):
+        chunk = {u: users[u] for u in ids[k : k + 2000]}
+        await store.write_batch(WriteBatch("events", users=chunk, user_vectors=dict.fromkeys(chunk, vec)))
+    per_user = await store.bytes_per_user(ids)
+    assert len(ids) > 5_000
+    assert per_user <= 1024, f"{per_user:.0f} bytes per active user over {len(ids)} users"

@@ -27,8 +27,16 @@ T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z, 20 s after a 5-minute boundary
 CFG = FeatureConfig()
 
 
-def ev(i: int, typ: str, ts: float, item: str = "a", *, session: str | None = "s1", cat: str | None = "c1",
-       price: float | None = None) -> EventView:
+def ev(
+    i: int,
+    typ: str,
+    ts: float,
+    item: str = "a",
+    *,
+    session: str | None = "s1",
+    cat: str | None = "c1",
+    price: float | None = None,
+) -> EventView:
     return EventView(f"e{i}", typ, "u", item, ts, session, price, cat)
 
 
@@ -100,8 +108,12 @@ def test_out_of_order_events_land_in_time_order() -> None:
 def test_negative_impressions_are_shown_and_not_engaged() -> None:
     s = new_user_state("u")
     evs = [
-        ev(1, "impression", T0, "a"), ev(2, "impression", T0, "b"), ev(3, "impression", T0, "c"),
-        ev(4, "click", T0 + 5, "b"), ev(5, "view", T0 + 6, "c"), ev(6, "impression", T0 + 100, "d"),
+        ev(1, "impression", T0, "a"),
+        ev(2, "impression", T0, "b"),
+        ev(3, "impression", T0, "c"),
+        ev(4, "click", T0 + 5, "b"),
+        ev(5, "view", T0 + 6, "c"),
+        ev(6, "impression", T0 + 100, "d"),
     ]
     apply_events(s, evs, CFG)
     assert negative_items(s, T0 + 100, CFG) == ["c", "a"]  # d is still within the grace period
@@ -113,14 +125,30 @@ def test_negative_impressions_are_shown_and_not_engaged() -> None:
 
 def test_sessions_by_id_and_by_gap() -> None:
     s = new_user_state("u")
-    apply_events(s, [ev(1, "view", T0, session="s1"), ev(2, "view", T0 + 50, session="s1"),
-                     ev(3, "view", T0 + 60, session="s2"), ev(4, "view", T0 + 30, session="s1")], CFG)
+    apply_events(
+        s,
+        [
+            ev(1, "view", T0, session="s1"),
+            ev(2, "view", T0 + 50, session="s1"),
+            ev(3, "view", T0 + 60, session="s2"),
+            ev(4, "view", T0 + 30, session="s1"),
+        ],
+        CFG,
+    )
     f = user_features(s, T0 + 61, CFG)
     assert (f["session_length"], f["session_duration_s"]) == (1.0, 0.0)
     g = new_user_state("v")
     gap = CFG.session_gap_s
-    apply_events(g, [ev(1, "view", T0, session=None), ev(2, "view", T0 + gap, session=None),
-                     ev(3, "view", T0 + 2 * gap + 1, session=None), ev(4, "view", T0 + 2 * gap + 2, session=None)], CFG)
+    apply_events(
+        g,
+        [
+            ev(1, "view", T0, session=None),
+            ev(2, "view", T0 + gap, session=None),
+            ev(3, "view", T0 + 2 * gap + 1, session=None),
+            ev(4, "view", T0 + 2 * gap + 2, session=None),
+        ],
+        CFG,
+    )
     h = user_features(g, T0 + 3 * gap, CFG)
     assert (h["session_length"], h["session_duration_s"]) == (2.0, 1.0)
 
@@ -136,7 +164,7 @@ def test_category_affinity_decays_by_half_life() -> None:
 
 
 def test_rebase_keeps_decayed_values_exact() -> None:
-    cfg = FeatureConfig(affinity_half_life_s=60.0, lateness_s=1e9)
+    cfg = FeatureConfig(affinity_half_life_s=60.0)
     s = new_user_state("u")
     apply_events(s, [ev(1, "view", T0, cat="c1", price=10.0)], cfg)
     apply_events(s, [ev(2, "view", T0 + 100 * 60, cat="c2", price=30.0)], cfg)
@@ -185,7 +213,16 @@ def test_from_event_flattens_a_record() -> None:
 
     from streams.records import Event
 
-    e = Event(event_id="x", type="click", user_id="u", item_id="i", ts=datetime.fromtimestamp(T0, UTC),
-              session_id="s", price=2.0, position=3, request_id="r")
+    e = Event(
+        event_id="x",
+        type="click",
+        user_id="u",
+        item_id="i",
+        ts=datetime.fromtimestamp(T0, UTC),
+        session_id="s",
+        price=2.0,
+        position=3,
+        request_id="r",
+    )
     v = EventView.from_event(e, "cat")
     assert (v.ts, v.category, v.position, v.request_id, v.price) == (T0, "cat", 3, "r", 2.0)

@@ -12,7 +12,6 @@ from agents.dead_letters import DeadLetterSink
 from agents.ingest import RawMessage, plan_batch, triage
 from agents.runtime import Runtime
 from state.errors import StoreUnavailable
-from state.features import encode_state
 from state.store import OnlineFeatureStore, WriteBatch
 
 log = logging.getLogger(__name__)
@@ -77,6 +76,6 @@ def register(app: faust.App, rt: Runtime) -> None:
             for user_id, state in plan.users.items():
                 key = user_id.encode()
                 table.data[key] = state
-                table.send_changelog(plan.user_partition[user_id], key, encode_state(state))
+                table.send_changelog(plan.user_partition[user_id], key, plan.encoded[user_id])
             for exc, m in plan.dead:
                 await dead.send(exc, m)

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from state.features import EventView, FeatureConfig, UserState, apply_events, new_user_state
+from state.features import EventView, FeatureConfig, UserState, apply_events, encode_state, new_user_state
 from state.items import ItemRecord, count_events
 from state.popularity import popularity_increments
 from state.store import WriteBatch
@@ -38,6 +38,7 @@ class BatchPlan:
     """What one batch changes: user states to store and mirror, store writes, dead letters."""
 
     users: dict[str, UserState] = field(default_factory=dict)
+    encoded: dict[str, bytes] = field(default_factory=dict)
     user_partition: dict[str, int] = field(default_factory=dict)
     dead: list[tuple[DecodeError, RawMessage]] = field(default_factory=list)
     write: WriteBatch | None = None
@@ -89,11 +90,12 @@ def plan_batch(
         plan.applied += n
         plan.duplicates += len(views) - n
         plan.users[user_id] = state
+        plan.encoded[user_id] = encode_state(state)
     ref = max((v.ts for v in fresh), default=None)
     plan.write = WriteBatch(
         source=source,
         offsets=_batch_offsets(msgs, applied_offsets),
-        users=plan.users,
+        users=plan.encoded,
         popularity=popularity_increments(fresh, ref, cfg) if ref is not None else {},
         popularity_ref=ref,
         item_counts=count_events(fresh),

@@ -68,7 +68,7 @@ class WriteBatch:
 
     source: str
     offsets: Mapping[int, int] = field(default_factory=dict)
-    users: Mapping[str, UserState] = field(default_factory=dict)
+    users: Mapping[str, UserState | bytes] = field(default_factory=dict)  # bytes: already encode_state()d
     popularity: Mapping[str, float] = field(default_factory=dict)
     popularity_ref: float | None = None
     items: Mapping[str, ItemRecord] = field(default_factory=dict)

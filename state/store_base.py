@@ -58,7 +58,8 @@ class PlannedStore(abc.ABC):
     def plan(self, batch: WriteBatch) -> list[WriteOp]:
         """The primitive ops of ``batch`` (offsets last, so they land with everything they cover)."""
         k = self.keys
-        ops: list[WriteOp] = [SetOp(k.user(u), encode_state(s), self.user_ttl_s) for u, s in batch.users.items()]
+        ops: list[WriteOp] = [SetOp(k.user(u), s if isinstance(s, bytes) else encode_state(s), self.user_ttl_s)
+                              for u, s in batch.users.items()]
         ops += [SetOp(k.user_vector(u), encode_vector(v), self.user_ttl_s) for u, v in batch.user_vectors.items()]
         ops += [SetOp(k.item(i), encode_item(r)) for i, r in batch.items.items()]
         for item, counts in batch.item_counts.items():

@@ -2,8 +2,74 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
 import typer
+from rich.console import Console
+
+console = Console()
+LOGS = Path(".run/bench-logs")
+JsonOut = Annotated[Optional[Path], typer.Option("--json", help="write the result JSON here")]
+
+
+def _report(name: str, result: dict[str, Any], out: Path | None) -> None:
+    from streams.bench.harness import write_json
+
+    console.print_json(write_json(out, result).decode())
+    if out is not None:
+        console.print(f"[green]{name}[/] written to {out}")
+
+
+def ingest(
+    rate: Annotated[float, typer.Option(help="events/s during the lag phase")] = 8000.0,
+    seconds: Annotated[float, typer.Option(help="length of the lag phase")] = 20.0,
+    backlog: Annotated[int, typer.Option(help="events drained to measure capacity")] = 100_000,
+    users: int = 100_000,
+    items: int = 20_000,
+    json_out: JsonOut = None,
+) -> None:
+    """Worker capacity (backlog drain) and lag at a fixed rate, with a bare aiokafka consumer as the ceiling."""
+    from streams.admin import delete_topics, ensure_topics
+    from streams.bench.harness import isolated, simulated_lines
+    from streams.bench.ingest import produce_paced, run_ingest
+    from streams.settings import load_settings
+    from streams.topics import topic_names, topic_specs
+
+    settings = isolated(load_settings(), "bench-ingest")
+    total = backlog + int(rate * seconds)
+    events, catalog = simulated_lines(total, seed=11, n_users=users, n_items=items, start=time.time() - 4 * 3600)
+    asyncio.run(ensure_topics(settings.kafka))
+    try:
+        asyncio.run(produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None))
+        result = asyncio.run(run_ingest(settings, events[:backlog], events[backlog:], rate, LOGS))
+    finally:
+        asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
+    result.update({"benchmark": "ingest", "users": users, "items": items, "seconds": seconds})
+    _report("ingest", result, json_out)
+
+
+def serve(
+    rps: Annotated[float, typer.Option(help="requests per second (open loop)")] = 100.0,
+    seconds: float = 20.0,
+    k: int = 10,
+    warm_events: Annotated[int, typer.Option(help="simulated events streamed before the load")] = 50_000,
+    users: int = 20_000,
+    items: int = 20_000,
+    json_out: JsonOut = None,
+) -> None:
+    """Request -> response latency through the real broker, with the bare echo floor from the same run."""
+    from streams.bench.serve import run_serve
+    from streams.settings import load_settings
+
+    result = asyncio.run(run_serve(load_settings(), rps=rps, seconds=seconds, k=k, warm_events=warm_events,
+                                   users=users, items=items, logs=LOGS))
+    _report("serve", result, json_out)
 
 
 def register(bench: typer.Typer) -> None:
     """Add the streaming benchmarks to the ``bench`` group."""
+    bench.command("ingest")(ingest)
+    bench.command("serve")(serve)

@@ -15,4 +15,4 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         from streams import cli_models
     except ImportError:  # the models extra is part of the default install; absent only in partial checkouts
         return
-    cli_models.register(app)
+    cli_models.register(app, bench)

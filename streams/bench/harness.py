@@ -102,3 +102,15 @@ async def wait_until_serving(client: RecClient, worker: WorkerProcess | None, ti
         except RequestTimeoutError:
             await asyncio.sleep(0.2)
     raise InfraError(f"worker did not answer within {timeout_s:.0f} s")
+
+
+def simulated_lines(n_events: int, *, seed: int, n_users: int, n_items: int, start: float) -> tuple[list[bytes], list[bytes]]:
+    """``n_events`` simulated events as wire JSON, plus the catalog as item updates, from ``start`` on."""
+    from streams.codec import encode
+    from streams.sim_output import event_json
+    from streams.simulator import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(seed=seed, start=start, n_users=n_users, n_items=n_items))
+    events = [line for batch in sim.batches(max_events=n_events) for line in event_json(batch, seed)]
+    catalog = [encode(update) for _, update in sim.catalog_updates() if _ <= start]
+    return events, catalog

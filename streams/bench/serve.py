@@ -57,3 +57,33 @@ async def measure_echo(settings: Settings, rps: float, seconds: float, logs: Pat
     finally:
         await delete_topics(echo_settings.kafka, [s.name for s in topic_specs(echo_settings.kafka)])
     return {"echo_p50_ms": res["p50_ms"], "echo_p99_ms": res["p99_ms"], "echo_timeouts": res["timeouts"]}
+
+
+async def run_serve(base: Settings, *, rps: float, seconds: float, k: int, warm_events: int, users: int,
+                    items: int, logs: Path) -> dict[str, Any]:
+    """Warm a worker with simulated traffic, load it open-loop, then measure the echo floor at the same rate."""
+    from agents.runtime import build_store
+    from streams.bench.harness import simulated_lines
+    from streams.bench.ingest import produce_paced, wait_handled
+    from streams.topics import topic_names
+
+    settings = isolated(base, "bench-serve")
+    names = topic_names(settings.kafka)
+    events, catalog = simulated_lines(warm_events, seed=5, n_users=users, n_items=items, start=time.time() - 3600)
+    await ensure_topics(settings.kafka)
+    store = build_store(settings)
+    try:
+        await produce_paced(settings.kafka.bootstrap_servers, names.items, catalog, None)
+        await produce_paced(settings.kafka.bootstrap_servers, names.events, events, None)
+        with WorkerProcess(settings, logs / f"{settings.worker.app_id}.log") as worker:
+            await wait_handled(store, names.events, len(events), worker, timeout_s=300)
+            async with RecClient(settings) as client:
+                await wait_until_serving(client, worker)
+                await open_loop(client, rps, min(3.0, seconds), lambda i: f"u{i % users}", k)  # warm-up
+                res = await open_loop(client, rps, seconds, lambda i: f"u{(i * 7919) % users}", k)
+    finally:
+        await store.close()
+        await delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)])
+    echo = await measure_echo(base, rps, seconds, logs)
+    return {"benchmark": "serve", "rps": rps, "seconds": seconds, "k": k, "warm_events": len(events), **res,
+            "baseline": echo, "p99_over_echo_p99": round(res["p99_ms"] / max(echo["echo_p99_ms"], 1e-9), 2)}

@@ -50,7 +50,8 @@ async def load_missing_items(rt: Runtime, item_ids: set[str]) -> None:
 def register(app: faust.App, rt: Runtime) -> None:
     """Register the events agent and the user-state table on ``app``."""
     topic = app.topic(rt.topics.events)
-    table: Any = app.Table("users", default=None, partitions=rt.settings.kafka.partitions)
+    table: Any = app.Table("users", default=None, partitions=rt.settings.kafka.partitions,
+                           key_type=bytes, value_type=bytes)  # bytes -> the "raw" codec: values are encode_state()
     dead = DeadLetterSink(app, rt)
     applied: dict[int, int] = {}
     w = rt.settings.worker

@@ -24,6 +24,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         topic_partitions=settings.kafka.partitions,
         topic_replication_factor=settings.kafka.replication_factor,
         broker_commit_interval=w.commit_interval_s,
+        # A crashed worker's partitions move within ~10 s instead of the 60 s default.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         consumer_auto_offset_reset="earliest",
         producer_linger=0.0,
         stream_wait_empty=False,

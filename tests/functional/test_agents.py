@@ -1,0 +1,73 @@
+"""The agents inside Faust's test context: no broker, an in-memory store, the real agent code."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+from faust.topics import Topic
+import orjson
+import pytest
+
+from agents.runtime import Runtime
+from state.memory_store import MemoryFeatureStore
+from streams.app import create_app
+from streams.clock import FakeClock
+from streams.records import DeadLetter, RecommendResponse
+from streams.settings import load_settings
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def event(i: int, user: str, item: str, kind: str = "view") -> bytes:
+    ts = (NOW - timedelta(seconds=60 - i)).isoformat()
+    return orjson.dumps({"event_id": f"{user}-{i}", "type": kind, "user_id": user, "item_id": item, "ts": ts})
+
+
+@pytest.fixture
+async def runtime() -> AsyncIterator[Runtime]:
+    settings = load_settings(worker={"app_id": "functional", "store": "memory", "batch_within_s": 0.01})
+    clock = FakeClock(NOW.timestamp())
+    rt = Runtime(settings=settings, store=MemoryFeatureStore(clock=clock), clock=clock)
+    yield rt
+
+
+def capture_sends(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bytes]]:
+    """Record every Topic.send as (topic, value) instead of producing it."""
+    sent: list[tuple[str, bytes]] = []
+
+    async def capture(self: Topic, *args: object, **kwargs: object) -> None:
+        sent.append((self.get_topic_name(), kwargs["value"]))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Topic, "send", capture)
+    return sent
+
+
+async def test_events_update_the_table_and_the_store(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = capture_sends(monkeypatch)
+    app = create_app(runtime.settings, runtime)
+    app.finalize()
+    ingest = app.agents["events"]
+    async with ingest.test_context() as agent:
+        for i, item in enumerate(["i1", "i2", "i1"]):
+            await agent.put(event(i, "alice", item), key=b"alice")
+        await agent.put(b"{broken", key=b"alice")
+    state = await runtime.store.read_user("alice")
+    assert state is not None and state.total == 3
+    top = await runtime.store.top_popular(5, runtime.clock.now())
+    assert [item for item, _ in top] == ["i1", "i2"]
+    letters = [DeadLetter.model_validate_json(v) for t, v in sent if t == runtime.topics.dead_letters]
+    assert [(d.reason, d.topic) for d in letters] == [("not_json", runtime.topics.events)]
+
+
+async def test_serving_answers_with_popular_unseen_items(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime.popular = [("i1", 3.0), ("i2", 2.0), ("i3", 1.0)]
+    app = create_app(runtime.settings, runtime)
+    app.finalize()
+    serve = app.agents["serve"]
+    sent = capture_sends(monkeypatch)
+    async with serve.test_context() as agent:
+        await agent.put(orjson.dumps({"correlation_id": "c1", "user_id": "bob", "k": 2}), key=b"bob")
+    assert [name for name, _ in sent] == [runtime.topics.rec_responses]
+    resp = RecommendResponse.model_validate_json(sent[0][1])
+    assert resp.correlation_id == "c1" and [it.item_id for it in resp.items] == ["i1", "i2"]

@@ -50,27 +50,38 @@ async def load_missing_items(rt: Runtime, item_ids: set[str]) -> None:
 def register(app: faust.App, rt: Runtime) -> None:
     """Register the events agent and the user-state table on ``app``."""
     topic = app.topic(rt.topics.events)
-    table: Any = app.Table("users", default=None, partitions=rt.settings.kafka.partitions,
-                           key_type=bytes, value_type=bytes)  # bytes -> the "raw" codec: values are encode_state()
+    table: Any = app.Table(
+        "users", default=None, partitions=rt.settings.kafka.partitions, key_type=bytes, value_type=bytes
+    )  # bytes -> the "raw" codec: values are encode_state()
     dead = DeadLetterSink(app, rt)
     applied: dict[int, int] = {}
     w = rt.settings.worker
 
-    @app.on_partitions_revoked.connect
-    async def forget_watermarks(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types sync receivers only
+    async def forget_watermarks(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         applied.clear()  # another worker may advance them now; reload on next sight
 
     @app.agent(topic, name="events")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         rt.local_users = table.data
-        async for events in stream.take_events(w.batch_size, within=w.batch_within_s):
-            msgs = [RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-                    for e in events]
+        async for events in stream.take_events(w.batch_size, within=w.batch_within_s):  # type: ignore[attr-defined]
+            msgs = [
+                RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                for e in events
+            ]
             await load_missing_watermarks(rt, rt.topics.events, {m.partition for m in msgs}, applied)
             decoded, dead_letters = triage(msgs, rt.clock.now(), rt.settings.validation)
             await load_missing_items(rt, {d.event.item_id for d in decoded})
-            plan = plan_batch(msgs, decoded, dead_letters, cfg=rt.features,
-                              states=rt.user_state, catalog=rt.catalog, applied_offsets=applied, source=rt.topics.events)
+            plan = plan_batch(
+                msgs,
+                decoded,
+                dead_letters,
+                cfg=rt.features,
+                states=rt.user_state,
+                catalog=rt.catalog,
+                applied_offsets=applied,
+                source=rt.topics.events,
+            )
             assert plan.write is not None
             await write_until_stored(rt.store, plan.write)
             applied.update(plan.write.offsets)

@@ -46,7 +46,9 @@ class BatchPlan:
     duplicates: int = 0
 
 
-def triage(msgs: Sequence[RawMessage], now: float, limits: ValidationSettings) -> tuple[list[Decoded], list[tuple[DecodeError, RawMessage]]]:
+def triage(
+    msgs: Sequence[RawMessage], now: float, limits: ValidationSettings
+) -> tuple[list[Decoded], list[tuple[DecodeError, RawMessage]]]:
     """Split raw messages into decoded events and dead letters (reason + origin); never raises."""
     ok: list[Decoded] = []
     dead: list[tuple[DecodeError, RawMessage]] = []

@@ -21,7 +21,7 @@ def register(app: faust.App, rt: Runtime) -> None:
 
     @app.agent(topic, name="items")
     async def catalog(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(w.batch_size, within=w.batch_within_s):
+        async for events in stream.take_events(w.batch_size, within=w.batch_within_s):  # type: ignore[attr-defined]
             items: dict[str, ItemRecord] = {}
             offsets: dict[int, int] = {}
             now = rt.clock.now()

@@ -23,8 +23,11 @@ def build_store(settings: Settings) -> OnlineFeatureStore:
     if settings.worker.store == "memory":
         from state.memory_store import MemoryFeatureStore
 
-        return MemoryFeatureStore(key_prefix=settings.redis.key_prefix, user_ttl_s=settings.redis.user_ttl_s,
-                                  popularity_half_life_s=settings.features.popularity_half_life_s)
+        return MemoryFeatureStore(
+            key_prefix=settings.redis.key_prefix,
+            user_ttl_s=settings.redis.user_ttl_s,
+            popularity_half_life_s=settings.features.popularity_half_life_s,
+        )
     from state.redis_store import RedisFeatureStore
 
     return RedisFeatureStore(settings.redis, popularity_half_life_s=settings.features.popularity_half_life_s)

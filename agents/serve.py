@@ -49,7 +49,7 @@ def register(app: faust.App, rt: Runtime) -> None:
             replies[name] = app.topic(name)
         return replies[name]
 
-    @app.timer(interval=rt.settings.serving.popular_refresh_s)
+    @app.timer(interval=rt.settings.serving.popular_refresh_s)  # type: ignore[untyped-decorator]
     async def refresh_popular() -> None:
         rt.popular = await rt.store.top_popular(rt.settings.serving.popular_pool_size, rt.clock.now())
 
@@ -59,7 +59,9 @@ def register(app: faust.App, rt: Runtime) -> None:
             received = rt.clock.now()
             msg = event.message
             try:
-                triaged = triage_request(event.value, limits=rt.settings.validation, serving=rt.settings.serving, now=received)
+                triaged = triage_request(
+                    event.value, limits=rt.settings.validation, serving=rt.settings.serving, now=received
+                )
             except DecodeError as exc:
                 await dead.send(exc, msg)
                 continue
@@ -73,6 +75,13 @@ def register(app: faust.App, rt: Runtime) -> None:
 def _answer_safely(rt: Runtime, req: RecommendRequest, received: float) -> RecommendResponse:
     try:
         return answer(rt, req, received)
-    except Exception as exc:  # noqa: BLE001 - the edge: every request gets a reply, the failure is logged
+    except Exception as exc:
         log.exception("answering %s failed", req.correlation_id)
-        return error_response(req.correlation_id, req.user_id, ErrorCode.INTERNAL, repr(exc), received, rt.clock.now())
+        return error_response(
+            correlation_id=req.correlation_id,
+            user_id=req.user_id,
+            code=ErrorCode.INTERNAL,
+            message=repr(exc),
+            started=received,
+            now=rt.clock.now(),
+        )

@@ -16,8 +16,9 @@ from streams.errors import StreamrecError
 from streams.records import RecommendResponse
 from streams.settings import Settings, load_settings
 
-app = typer.Typer(help="streamrec: Kafka-native real-time recommendations.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="streamrec: Kafka-native real-time recommendations.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 topics_app = typer.Typer(help="Manage streamrec's Kafka topics.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that write JSON.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
@@ -111,7 +112,9 @@ def recommend(
 
     async def ask() -> RecommendResponse:
         async with RecClient(_settings()) as client:
-            return await client.recommend(user, k, exclude=[x for x in exclude.split(",") if x], deadline_ms=deadline_ms)
+            return await client.recommend(
+                user, k, exclude=[x for x in exclude.split(",") if x], deadline_ms=deadline_ms
+            )
 
     resp = asyncio.run(ask())
     if json_out:

@@ -64,8 +64,11 @@ def serve(
     from streams.bench.serve import run_serve
     from streams.settings import load_settings
 
-    result = asyncio.run(run_serve(load_settings(), rps=rps, seconds=seconds, k=k, warm_events=warm_events,
-                                   users=users, items=items, logs=LOGS))
+    result = asyncio.run(
+        run_serve(
+            load_settings(), rps=rps, seconds=seconds, k=k, warm_events=warm_events, users=users, items=items, logs=LOGS
+        )
+    )
     _report("serve", result, json_out)
 
 

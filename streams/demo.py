@@ -37,10 +37,17 @@ def train_models(data: Path, registry: Path, config: str) -> str:
     reg = FileRegistry(registry)
     with tempfile.TemporaryDirectory() as tmp, _bars() as bars:
         metrics, window, cfg = build_version("sim", data, Path(tmp), config=config, seed=0, progress=bars)
-        manifest = reg.publish(Path(tmp), split=f"{window['dataset']}/{window['protocol']}", metrics=metrics,
-                               data_window=window, config=cfg)
+        manifest = reg.publish(
+            Path(tmp),
+            split=f"{window['dataset']}/{window['protocol']}",
+            metrics=metrics,
+            data_window=window,
+            config=cfg,
+        )
     reg.promote(manifest.version, force=True)
-    shown = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float) and k[:3] in ("ndc", "hr@", "auc"))
+    shown = ", ".join(
+        f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float) and k[:3] in ("ndc", "hr@", "auc")
+    )
     console.print(f"model [bold]{manifest.version}[/] trained in {cfg['train_seconds']} s: {shown}")
     return manifest.version
 
@@ -81,8 +88,18 @@ def fresh_clicks(user: str, catalog: list[bytes], seen: set[str], n: int = 4) ->
     category = items[len(items) // 2]["category"]
     picks = [it["item_id"] for it in items if it["category"] == category and it["item_id"] not in seen][:n]
     now = datetime.now(UTC)
-    return [orjson.dumps({"event_id": f"demo-{user}-{i}", "type": "click", "user_id": user, "item_id": item,
-                          "ts": (now - timedelta(seconds=n - i)).isoformat()}) for i, item in enumerate(picks)]
+    return [
+        orjson.dumps(
+            {
+                "event_id": f"demo-{user}-{i}",
+                "type": "click",
+                "user_id": user,
+                "item_id": item,
+                "ts": (now - timedelta(seconds=n - i)).isoformat(),
+            }
+        )
+        for i, item in enumerate(picks)
+    ]
 
 
 async def stream_and_ask(settings: Settings, lines: list[bytes], catalog: list[bytes]) -> None:
@@ -98,13 +115,17 @@ async def stream_and_ask(settings: Settings, lines: list[bytes], catalog: list[b
             t = time.perf_counter()
             await produce_lines(servers, names.events, lines)
             await wait_handled(store, names.events, len(lines), worker, timeout_s=300)
-        console.print(f"worker handled {len(lines):,} events ({len(lines) / (time.perf_counter() - t):,.0f}/s incl. produce)")
+        console.print(
+            f"worker handled {len(lines):,} events ({len(lines) / (time.perf_counter() - t):,.0f}/s incl. produce)"
+        )
         async with RecClient(settings) as client:
             await wait_until_serving(client, worker)
             users = busiest_users(lines, 2)
             for user in [*users, "someone-new"]:
                 print_response(await client.recommend(user, 8), title=f"recommendations for {user}")
-            clicks = fresh_clicks(users[0], catalog, {it.item_id for it in (await client.recommend(users[0], 50)).items})
+            clicks = fresh_clicks(
+                users[0], catalog, {it.item_id for it in (await client.recommend(users[0], 50)).items}
+            )
             await produce_lines(servers, names.events, clicks)
             await asyncio.sleep(1.5)
             console.print(f"{users[0]} just clicked {len(clicks)} items of one category; asking again:")

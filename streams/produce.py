@@ -45,9 +45,7 @@ async def paced(lines: Iterable[bytes], rate: float | None) -> AsyncIterator[byt
         yield line
 
 
-async def produce_lines(
-    bootstrap: str, topic: str, lines: Iterable[bytes], *, rate: float | None = None
-) -> int:
+async def produce_lines(bootstrap: str, topic: str, lines: Iterable[bytes], *, rate: float | None = None) -> int:
     """Send every non-empty line; return the count. Waits until the broker acknowledged all of them."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1, max_batch_size=262_144)
     await producer.start()

@@ -22,7 +22,7 @@ class Rejected:
 
 
 def error_response(
-    correlation_id: str, user_id: str | None, code: ErrorCode, message: str, started: float, now: float
+    *, correlation_id: str, user_id: str | None, code: ErrorCode, message: str, started: float, now: float
 ) -> RecommendResponse:
     return RecommendResponse(
         correlation_id=correlation_id,
@@ -57,10 +57,21 @@ def triage_request(
         cid, uid, reply_to = _salvage_ids(raw)
         if cid is None:
             raise DecodeError(exc.reason, f"{exc.detail} (and no correlation_id, so no reply is possible)") from exc
-        resp = error_response(cid, uid, ErrorCode.INVALID_REQUEST, str(exc), now, now)
+        resp = error_response(
+            correlation_id=cid, user_id=uid, code=ErrorCode.INVALID_REQUEST, message=str(exc), started=now, now=now
+        )
         return Rejected(resp, reply_to)
     if not 1 <= req.k <= serving.max_k:
         msg = f"k={req.k} is out of range [1, {serving.max_k}]"
-        return Rejected(error_response(req.correlation_id, req.user_id, ErrorCode.K_OUT_OF_RANGE, msg, now, now), req.reply_to)
+        return Rejected(
+            error_response(
+                correlation_id=req.correlation_id,
+                user_id=req.user_id,
+                code=ErrorCode.K_OUT_OF_RANGE,
+                message=msg,
+                started=now,
+                now=now,
+            ),
+            req.reply_to,
+        )
     return req
-

@@ -29,9 +29,15 @@ async def echo_forever() -> None:
             for records in batches.values():
                 for rec in records:
                     req = orjson.loads(rec.value or b"{}")
-                    reply = {"correlation_id": req.get("correlation_id", ""), "user_id": req.get("user_id"),
-                             "served_at": time.time(), "model_version": "echo"}
-                    await producer.send(names.rec_responses, orjson.dumps(reply), key=rec.key and req["correlation_id"].encode())
+                    reply = {
+                        "correlation_id": req.get("correlation_id", ""),
+                        "user_id": req.get("user_id"),
+                        "served_at": time.time(),
+                        "model_version": "echo",
+                    }
+                    await producer.send(
+                        names.rec_responses, orjson.dumps(reply), key=rec.key and req["correlation_id"].encode()
+                    )
     finally:
         await consumer.stop()
         await producer.stop()

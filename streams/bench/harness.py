@@ -39,8 +39,12 @@ def summarize_ms(samples: Sequence[float]) -> dict[str, float]:
         return {"p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
     a = np.asarray(samples, dtype=np.float64)
     p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return {"p50_ms": round(float(p50), 3), "p95_ms": round(float(p95), 3), "p99_ms": round(float(p99), 3),
-            "max_ms": round(float(a.max()), 3)}
+    return {
+        "p50_ms": round(float(p50), 3),
+        "p95_ms": round(float(p95), 3),
+        "p99_ms": round(float(p99), 3),
+        "max_ms": round(float(a.max()), 3),
+    }
 
 
 def write_json(path: Path | None, result: dict[str, Any]) -> bytes:
@@ -54,7 +58,9 @@ def write_json(path: Path | None, result: dict[str, Any]) -> bytes:
 class WorkerProcess:
     """A ``streamrec worker`` child process with the given settings; stopped (or killed) on exit."""
 
-    def __init__(self, settings: Settings, log_path: Path, module: str = "streams.cli", args: Sequence[str] = ("worker",)) -> None:
+    def __init__(
+        self, settings: Settings, log_path: Path, module: str = "streams.cli", args: Sequence[str] = ("worker",)
+    ) -> None:
         self.settings = settings
         self.log_path = log_path
         self._cmd = [sys.executable, "-m", module, *args]
@@ -104,7 +110,9 @@ async def wait_until_serving(client: RecClient, worker: WorkerProcess | None, ti
     raise InfraError(f"worker did not answer within {timeout_s:.0f} s")
 
 
-def simulated_lines(n_events: int, *, seed: int, n_users: int, n_items: int, start: float) -> tuple[list[bytes], list[bytes]]:
+def simulated_lines(
+    n_events: int, *, seed: int, n_users: int, n_items: int, start: float
+) -> tuple[list[bytes], list[bytes]]:
     """``n_events`` simulated events as wire JSON, plus the catalog as item updates, from ``start`` on."""
     from streams.codec import encode
     from streams.sim_output import event_json

@@ -30,7 +30,9 @@ class SendLog:
         return self.sent.get(partition, {}).get(offset)
 
 
-async def produce_paced(bootstrap: str, topic: str, lines: Sequence[bytes], rate: float | None) -> tuple[SendLog, float]:
+async def produce_paced(
+    bootstrap: str, topic: str, lines: Sequence[bytes], rate: float | None
+) -> tuple[SendLog, float]:
     """Produce ``lines`` at ``rate``/s (or flat out); return the send log and the achieved rate."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks=1, max_batch_size=262_144)
     await producer.start()
@@ -57,8 +59,9 @@ async def produce_paced(bootstrap: str, topic: str, lines: Sequence[bytes], rate
 async def bare_consume_rate(kafka: KafkaSettings, topic: str, n: int) -> float:
     """The ceiling: a plain aiokafka loop reading ``n`` records from the beginning, doing nothing with them."""
     tps = [TopicPartition(topic, p) for p in await partitions_of(kafka, topic)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 << 20)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False, max_partition_fetch_bytes=4 << 20
+    )
     await consumer.start()
     try:
         consumer.assign(tps)
@@ -72,7 +75,9 @@ async def bare_consume_rate(kafka: KafkaSettings, topic: str, n: int) -> float:
         await consumer.stop()
 
 
-async def sample_watermarks(store: OnlineFeatureStore, source: str, stop: asyncio.Event, every_s: float = 0.05) -> list[tuple[float, dict[int, int]]]:
+async def sample_watermarks(
+    store: OnlineFeatureStore, source: str, stop: asyncio.Event, every_s: float = 0.05
+) -> list[tuple[float, dict[int, int]]]:
     samples: list[tuple[float, dict[int, int]]] = []
     while not stop.is_set():
         samples.append((time.perf_counter(), await store.applied_offsets(source)))
@@ -93,7 +98,9 @@ def lag_series(samples: Sequence[tuple[float, dict[int, int]]], log: SendLog) ->
     return out
 
 
-async def wait_handled(store: OnlineFeatureStore, source: str, total: int, worker: WorkerProcess, timeout_s: float) -> tuple[float, float, int]:
+async def wait_handled(
+    store: OnlineFeatureStore, source: str, total: int, worker: WorkerProcess, timeout_s: float
+) -> tuple[float, float, int]:
     """Poll until ``total`` messages are handled; return (first progress time, done time, handled at first)."""
     first: tuple[float, int] | None = None
     end = time.perf_counter() + timeout_s
@@ -111,8 +118,10 @@ async def wait_handled(store: OnlineFeatureStore, source: str, total: int, worke
     raise RuntimeError(f"worker handled fewer than {total} events within {timeout_s:.0f} s; see {worker.log_path}")
 
 
-async def run_ingest(settings: Settings, backlog: Sequence[bytes], paced: Sequence[bytes], rate: float, logs: Path) -> dict[str, Any]:
-    """Capacity from draining ``backlog``; lag while ``paced`` arrives at ``rate``; the bare ceiling on the same topic."""
+async def run_ingest(
+    settings: Settings, backlog: Sequence[bytes], paced: Sequence[bytes], rate: float, logs: Path
+) -> dict[str, Any]:
+    """Capacity from draining ``backlog``; lag while ``paced`` arrives at ``rate``; the bare ceiling alongside."""
     names = topic_names(settings.kafka)
     servers = settings.kafka.bootstrap_servers
     await produce_paced(servers, names.events, backlog, None)
@@ -137,6 +146,10 @@ async def run_ingest(settings: Settings, backlog: Sequence[bytes], paced: Sequen
         "max_lag_s": round(lags_sorted[-1], 4),
         "p99_lag_s": round(lags_sorted[int(0.99 * (len(lags_sorted) - 1))], 4),
         "baseline": {"bare_consume_events_per_s": round(bare, 1)},
-        "worker": {"batch_size": settings.worker.batch_size, "batch_within_s": settings.worker.batch_within_s,
-                   "partitions": settings.kafka.partitions, "store": settings.worker.store},
+        "worker": {
+            "batch_size": settings.worker.batch_size,
+            "batch_within_s": settings.worker.batch_within_s,
+            "partitions": settings.kafka.partitions,
+            "store": settings.worker.store,
+        },
     }

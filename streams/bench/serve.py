@@ -16,7 +16,9 @@ from streams.settings import Settings
 from streams.topics import topic_specs
 
 
-async def open_loop(client: RecClient, rps: float, seconds: float, user_of: Callable[[int], str], k: int) -> dict[str, Any]:
+async def open_loop(
+    client: RecClient, rps: float, seconds: float, user_of: Callable[[int], str], k: int
+) -> dict[str, Any]:
     """Send ``rps`` requests per second for ``seconds`` regardless of replies; measure each round trip."""
     latencies: list[float] = []
     counts = {"requests": 0, "errors": 0, "timeouts": 0, "fallbacks": 0}
@@ -42,8 +44,12 @@ async def open_loop(client: RecClient, rps: float, seconds: float, user_of: Call
         counts["requests"] += 1
     await asyncio.gather(*tasks)
     answered = counts["requests"] - counts["timeouts"]
-    return {**counts, **summarize_ms(latencies), "answered_ratio": answered / max(1, counts["requests"]),
-            "fallback_ratio": counts["fallbacks"] / max(1, answered)}
+    return {
+        **counts,
+        **summarize_ms(latencies),
+        "answered_ratio": answered / max(1, counts["requests"]),
+        "fallback_ratio": counts["fallbacks"] / max(1, answered),
+    }
 
 
 async def measure_echo(settings: Settings, rps: float, seconds: float, logs: Path) -> dict[str, Any]:
@@ -59,8 +65,9 @@ async def measure_echo(settings: Settings, rps: float, seconds: float, logs: Pat
     return {"echo_p50_ms": res["p50_ms"], "echo_p99_ms": res["p99_ms"], "echo_timeouts": res["timeouts"]}
 
 
-async def run_serve(base: Settings, *, rps: float, seconds: float, k: int, warm_events: int, users: int,
-                    items: int, logs: Path) -> dict[str, Any]:
+async def run_serve(
+    base: Settings, *, rps: float, seconds: float, k: int, warm_events: int, users: int, items: int, logs: Path
+) -> dict[str, Any]:
     """Warm a worker with simulated traffic, load it open-loop, then measure the echo floor at the same rate."""
     from agents.runtime import build_store
     from streams.bench.harness import simulated_lines
@@ -85,5 +92,13 @@ async def run_serve(base: Settings, *, rps: float, seconds: float, k: int, warm_
         await store.close()
         await delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)])
     echo = await measure_echo(base, rps, seconds, logs)
-    return {"benchmark": "serve", "rps": rps, "seconds": seconds, "k": k, "warm_events": len(events), **res,
-            "baseline": echo, "p99_over_echo_p99": round(res["p99_ms"] / max(echo["echo_p99_ms"], 1e-9), 2)}
+    return {
+        "benchmark": "serve",
+        "rps": rps,
+        "seconds": seconds,
+        "k": k,
+        "warm_events": len(events),
+        **res,
+        "baseline": echo,
+        "p99_over_echo_p99": round(res["p99_ms"] / max(echo["echo_p99_ms"], 1e-9), 2),
+    }

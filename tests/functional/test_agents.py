@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-from faust.topics import Topic
 import orjson
 import pytest
+from faust.topics import Topic
 
 from agents.runtime import Runtime
 from state.memory_store import MemoryFeatureStore

@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from agents.runtime import build_store
-from state.features import FeatureConfig, apply_events, encode_state, new_user_state
 from state.feature_config import EventView
+from state.features import FeatureConfig, apply_events, encode_state, new_user_state
 from state.items import count_events
 from streams.bench.harness import WorkerProcess, simulated_lines
 from streams.bench.ingest import produce_paced, wait_handled
@@ -21,7 +21,9 @@ from streams.topics import topic_names
 from tests.integration.conftest import LOGS, drop_topics, fresh_settings
 
 
-def offline(lines: list[bytes], catalog: list[bytes], settings: Settings) -> tuple[dict[str, bytes], dict[str, tuple[int, ...]]]:
+def offline(
+    lines: list[bytes], catalog: list[bytes], settings: Settings
+) -> tuple[dict[str, bytes], dict[str, tuple[int, ...]]]:
     """User states and item counters computed from the same events in one pass, no Kafka involved."""
     cfg = FeatureConfig.from_settings(settings.features)
     category = {(c := orjson.loads(line))["item_id"]: c["category"] for line in catalog}
@@ -40,7 +42,9 @@ def offline(lines: list[bytes], catalog: list[bytes], settings: Settings) -> tup
     return states, {i: c.counts for i, c in count_events(flat).items()}
 
 
-async def online(settings: Settings, users: list[str], items: list[str]) -> tuple[dict[str, bytes], dict[str, tuple[int, ...]]]:
+async def online(
+    settings: Settings, users: list[str], items: list[str]
+) -> tuple[dict[str, bytes], dict[str, tuple[int, ...]]]:
     store = build_store(settings)
     try:
         states = {u: encode_state(s) for u in users if (s := await store.read_user(u)) is not None}

@@ -50,10 +50,17 @@ def loaded(running_worker: tuple[Settings, WorkerProcess]) -> Settings:
     settings, _ = running_worker
     names = topic_names(settings.kafka)
     # item popularity: i1 > i2 > i3 > i4 > i5 (by number of views across users)
-    lines = [event(n, f"crowd{n}", f"i{item}") for item in range(1, 6) for n in range(item * 100, item * 100 + 6 * (6 - item))]
+    lines = [
+        event(n, f"crowd{n}", f"i{item}")
+        for item in range(1, 6)
+        for n in range(item * 100, item * 100 + 6 * (6 - item))
+    ]
     lines += [event(1, "alice", "i1", "click"), event(2, "alice", "i2", "purchase")]
-    bad = [b"not json at all", orjson.dumps({"event_id": "x1", "type": "teleport", "user_id": "bob", "item_id": "i1",
-           "ts": NOW.isoformat()}), event(3, "mallory", "i9", age_s=-86_400)]
+    bad = [
+        b"not json at all",
+        orjson.dumps({"event_id": "x1", "type": "teleport", "user_id": "bob", "item_id": "i1", "ts": NOW.isoformat()}),
+        event(3, "mallory", "i9", age_s=-86_400),
+    ]
     produce(settings, names.events, lines + bad)
     asyncio.run(wait_for_offsets(settings, len(lines) + len(bad)))
     return settings

@@ -36,7 +36,7 @@ async def _answers(url: str) -> bool:
 
 @pytest_asyncio.fixture
 async def redis_url() -> str:
-    url = os.environ.get(ENV)  # noqa: TID251 - tests locate their services through the environment
+    url = os.environ.get(ENV)
     if url is None:
         if not await _answers(DEFAULT_URL):
             pytest.skip(f"no Redis: set {ENV} (nothing answers at {DEFAULT_URL})")

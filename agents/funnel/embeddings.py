@@ -1,0 +1,51 @@
+"""Item embeddings by item id, for the two-tower feature (dot products) and for MMR (cosine similarity)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from streams.errors import ConfigError
+
+F32 = npt.NDArray[np.float32]
+Mask = npt.NDArray[np.bool_]
+
+
+class ItemVectors:
+    """Row ``i`` of ``vectors`` is the embedding of ``ids[i]`` (the same vectors the ANN index holds).
+
+    >>> iv = ItemVectors(("a", "b"), np.array([[3.0, 4.0], [0.0, 2.0]], dtype=np.float32))
+    >>> vecs, found = iv.lookup(["b", "zz"])
+    >>> vecs.tolist(), found.tolist()
+    ([[0.0, 2.0], [0.0, 0.0]], [True, False])
+    >>> iv.unit[0].tolist()
+    [0.6000000238418579, 0.800000011920929]
+    """
+
+    def __init__(self, ids: Sequence[str], vectors: npt.ArrayLike) -> None:
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vecs.ndim != 2 or vecs.shape[0] != len(ids):
+            raise ConfigError(f"item vectors: {len(ids)} ids for an array of shape {list(vecs.shape)}")
+        self.ids = tuple(ids)
+        self.row = {item: i for i, item in enumerate(self.ids)}
+        # one zero row at the end stands for unknown items, so lookups are a single fancy-index
+        self.vectors = np.vstack([vecs, np.zeros((1, vecs.shape[1]), np.float32)])
+        norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
+        self.unit = (self.vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def rows(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
+        """Row of each id; unknown ids map to the zero row (``len(self.ids)``)."""
+        missing = len(self.ids)
+        return np.fromiter((self.row.get(i, missing) for i in item_ids), dtype=np.int64, count=len(item_ids))
+
+    def lookup(self, item_ids: Sequence[str], unit: bool = False) -> tuple[F32, Mask]:
+        """Embeddings of ``item_ids`` (zeros where unknown) and which ones were found."""
+        rows = self.rows(item_ids)
+        table = self.unit if unit else self.vectors
+        return table[rows], rows < len(self.ids)

@@ -1,0 +1,126 @@
+"""Hard filters: what may never be shown (excluded, blocked, unavailable, purchased, outside the request's constraints)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from agents.funnel.candidates import Candidate
+from state.items import ItemRecord
+from state.user_state import UserState
+from streams.records import ContextValue
+
+#: Filter names in the order they are tried; a dropped candidate is counted under the first that rejects it.
+FILTERS: tuple[str, ...] = ("exclude", "blocklist", "unknown", "unavailable", "purchased", "seen", "category", "price")
+
+
+@dataclass(frozen=True, slots=True)
+class FilterConfig:
+    """Start-up settings of the hard filters.
+
+    ``seen_last_n`` > 0 also drops items among the user's last N interactions. ``drop_unknown`` drops items
+    the catalog has no record of (their availability cannot be checked); when False they pass and the
+    hydrator fills their features with defaults (and counts them).
+    """
+
+    blocklist: frozenset[str] = field(default_factory=frozenset)
+    drop_purchased: bool = True
+    seen_last_n: int = 0
+    drop_unknown: bool = False
+
+    def __post_init__(self) -> None:
+        if self.seen_last_n < 0:
+            raise ValueError(f"seen_last_n must be >= 0, got {self.seen_last_n}")
+
+
+@dataclass(frozen=True, slots=True)
+class Constraints:
+    """What one request asks for: ids to exclude, one category, a price range."""
+
+    exclude: frozenset[str] = field(default_factory=frozenset)
+    category: str | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+
+    @classmethod
+    def from_request(cls, exclude: Collection[str], context: Mapping[str, ContextValue]) -> Constraints:
+        """Read ``category``, ``min_price`` and ``max_price`` from a request context (wrong types are ignored).
+
+        >>> Constraints.from_request(["x"], {"category": "shoes", "max_price": 50, "min_price": "cheap"})
+        Constraints(exclude=frozenset({'x'}), category='shoes', min_price=None, max_price=50.0)
+        """
+        cat = context.get("category")
+        return cls(frozenset(exclude), cat if isinstance(cat, str) and cat else None,
+                   _number(context.get("min_price")), _number(context.get("max_price")))
+
+
+def _number(v: ContextValue | None) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Filtered:
+    """Kept candidates with their records (aligned), and how many each filter dropped."""
+
+    kept: list[Candidate]
+    records: list[ItemRecord | None]
+    dropped: dict[str, int]
+
+
+def _first_failure(item_id: str, rec: ItemRecord | None, banned: Mapping[str, str], cons: Constraints,
+                   cfg: FilterConfig) -> str | None:
+    reason = banned.get(item_id)
+    if reason is not None:
+        return reason
+    if rec is None:
+        if cfg.drop_unknown:
+            return "unknown"
+        # without a record neither category nor price can be confirmed
+        return "category" if cons.category is not None else (
+            "price" if cons.min_price is not None or cons.max_price is not None else None)
+    if not rec.available:
+        return "unavailable"
+    if cons.category is not None and rec.category != cons.category:
+        return "category"
+    if (cons.min_price is not None and rec.price < cons.min_price) or (
+            cons.max_price is not None and rec.price > cons.max_price):
+        return "price"
+    return None
+
+
+def banned_ids(state: UserState | None, cons: Constraints, cfg: FilterConfig) -> dict[str, str]:
+    """Item id -> the first id-based filter that bans it (exclude, blocklist, purchased, seen)."""
+    banned: dict[str, str] = {}
+    if state is not None:
+        if cfg.seen_last_n:
+            banned.update((item, "seen") for _, _, item in state.last_n[-cfg.seen_last_n:])
+        if cfg.drop_purchased:
+            banned.update((item, "purchased") for item in state.purchased)
+    banned.update((item, "blocklist") for item in cfg.blocklist)
+    banned.update((item, "exclude") for item in cons.exclude)
+    return banned
+
+
+def apply_filters(cands: Sequence[Candidate], records: Sequence[ItemRecord | None], state: UserState | None,
+                  cons: Constraints, cfg: FilterConfig) -> Filtered:
+    """Keep the candidates no filter rejects, in order; ``records`` is aligned with ``cands``.
+
+    >>> from state.items import ItemRecord as R
+    >>> cs = [Candidate(i, ("popular",), (n,), 1.0) for n, i in enumerate("abcd")]
+    >>> recs = [R("a", "x"), R("b", "x", available=False), R("c", "y", price=99.0), None]
+    >>> out = apply_filters(cs, recs, None, Constraints(frozenset({"d"}), max_price=50.0), FilterConfig())
+    >>> [c.item_id for c in out.kept], out.dropped
+    (['a'], {'exclude': 1, 'unavailable': 1, 'price': 1})
+    """
+    banned = banned_ids(state, cons, cfg)
+    kept: list[Candidate] = []
+    kept_recs: list[ItemRecord | None] = []
+    dropped: dict[str, int] = {}
+    for cand, rec in zip(cands, records, strict=True):
+        why = _first_failure(cand.item_id, rec, banned, cons, cfg)
+        if why is None:
+            kept.append(cand)
+            kept_recs.append(rec)
+        else:
+            dropped[why] = dropped.get(why, 0) + 1
+    return Filtered(kept, kept_recs, {f: dropped[f] for f in FILTERS if f in dropped})

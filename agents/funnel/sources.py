@@ -1,0 +1,148 @@
+"""Candidate sources over the online store and the ANN index: session ANN, co-visitation and the pools."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Literal
+
+from agents.funnel.candidates import RetrievalContext, Scored
+from state.ann import AnnIndex
+from state.pools import PoolConfig
+from state.store import OnlineFeatureStore
+
+PoolKind = Literal["trending", "fresh", "popular", "category"]
+
+
+class AnnSource:
+    """Nearest items to the user's session embedding (``ctx.user_vector``); nothing for users without one."""
+
+    def __init__(self, index: AnnIndex, item_ids: Sequence[str], k: int = 300, name: str = "ann") -> None:
+        self.index, self.item_ids, self.k, self._name = index, tuple(item_ids), k, name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def fetch(self, ctx: RetrievalContext) -> Scored:
+        if ctx.user_vector is None or len(self.index) == 0:
+            return []
+        ids, scores = self.index.search(ctx.user_vector.reshape(1, -1), self.k)
+        n = len(self.item_ids)
+        return [(self.item_ids[i], float(s)) for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
+                if 0 <= i < n]
+
+
+class CovisitSource:
+    """Items co-visited with the user's most recent distinct items, weights summed over those seeds."""
+
+    def __init__(self, store: OnlineFeatureStore, pools: PoolConfig, seeds: int = 5, per_seed: int = 50,
+                 name: str = "covisit") -> None:
+        self.store, self.pools, self.seeds, self.per_seed, self._name = store, pools, seeds, per_seed, name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def fetch(self, ctx: RetrievalContext) -> Scored:
+        recent = recent_items(ctx, self.seeds)
+        if not recent:
+            return []
+        rows = await self.store.read_covisit(recent, self.per_seed, ctx.now, self.pools.covisit_half_life_s)
+        acc: dict[str, float] = {}
+        for row in rows:
+            for item, w in row:
+                acc[item] = acc.get(item, 0.0) + w
+        for seed in recent:  # the seeds themselves are not news
+            acc.pop(seed, None)
+        return sorted(acc.items(), key=lambda t: (-t[1], t[0]))
+
+
+def recent_items(ctx: RetrievalContext, n: int) -> list[str]:
+    """The user's ``n`` most recent distinct interacted items, newest first."""
+    if ctx.state is None:
+        return []
+    out: list[str] = []
+    for _, _, item in reversed(ctx.state.last_n):
+        if item not in out:
+            out.append(item)
+            if len(out) == n:
+                break
+    return out
+
+
+class PoolSource:
+    """A non-personal pool: ``trending``, ``fresh``, ``popular`` or ``category`` (popular in ``ctx.categories``).
+
+    ``fresh`` narrows to the first context category when there is one; ``category`` interleaves the
+    per-category pools of up to ``max_categories`` categories (best ranks first).
+    """
+
+    def __init__(self, store: OnlineFeatureStore, kind: PoolKind, pools: PoolConfig, n: int = 200,
+                 max_categories: int = 2, name: str | None = None) -> None:
+        self.store, self.kind, self.pools, self.n, self.max_categories = store, kind, pools, n, max_categories
+        self._name = name or kind
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def fetch(self, ctx: RetrievalContext) -> Scored:
+        if self.kind == "trending":
+            return await self.store.read_decayed(self.pools.trending, self.n, ctx.now)
+        if self.kind == "popular":
+            return await self.store.top_popular(self.n, ctx.now)
+        if self.kind == "fresh":
+            name = f"fresh:{ctx.categories[0]}" if ctx.categories else "fresh"
+            return await self.store.read_pool(name, self.n)
+        cats = ctx.categories[: self.max_categories]
+        per_cat = await asyncio.gather(
+            *(self.store.read_decayed(self.pools.category_popular(c), self.n, ctx.now) for c in cats)
+        )
+        return interleave(per_cat, self.n)
+
+
+def interleave(lists: Sequence[Scored], n: int) -> Scored:
+    """Round-robin by rank over ``lists``, first occurrence kept, at most ``n`` items.
+
+    >>> interleave([[("a", 3.0), ("b", 2.0)], [("c", 9.0), ("a", 8.0), ("d", 1.0)]], 10)
+    [('a', 3.0), ('c', 9.0), ('b', 2.0), ('d', 1.0)]
+    """
+    out: Scored = []
+    seen: set[str] = set()
+    for rank in range(max((len(x) for x in lists), default=0)):
+        for ranked in lists:
+            if rank < len(ranked) and ranked[rank][0] not in seen:
+                seen.add(ranked[rank][0])
+                out.append(ranked[rank])
+                if len(out) == n:
+                    return out
+    return out
+
+
+class StaticSource:
+    """A fixed list (e.g. the worker's cached popular list), the last resort when the store is down."""
+
+    def __init__(self, items: Sequence[tuple[str, float]], name: str = "fallback") -> None:
+        self.items, self._name = list(items), name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def fetch(self, ctx: RetrievalContext) -> Scored:
+        return [t for t in self.items if t[0] not in ctx.exclude]
+
+
+def strongest_categories(affinity: dict[str, float], n: int) -> tuple[str, ...]:
+    """The ``n`` categories with the most affinity (ties by name).
+
+    >>> strongest_categories({"b": 2.0, "a": 2.0, "c": 5.0, "z": 0.0}, 2)
+    ('c', 'a')
+    """
+    ranked = sorted(((v, c) for c, v in affinity.items() if v > 0), key=lambda t: (-t[0], t[1]))
+    return tuple(c for _, c in ranked[:n])
+
+
+__all__ = ["AnnSource", "CovisitSource", "PoolKind", "PoolSource", "StaticSource", "interleave",
+           "recent_items", "strongest_categories"]

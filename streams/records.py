@@ -117,3 +117,24 @@ class DeadLetter(_Record):
     key: str | None = None
     payload: str
     received_at: datetime
+
+
+class Impression(_Record):
+    """One served list, logged to the impressions topic for training and off-policy evaluation.
+
+    ``items``, ``propensities`` and ``features`` are aligned: ``propensities[j]`` is the probability the
+    policy placed ``items[j]`` at its position given the candidates and the positions before it, and
+    ``features[j]`` the ranker row used for it in ``feature_columns`` order (empty when nothing was scored).
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    correlation_id: str
+    user_id: str
+    variant: str = "control"
+    model_version: str = "none"
+    items: list[RecItem] = Field(default_factory=list)
+    propensities: list[float] = Field(default_factory=list)
+    feature_columns: list[str] = Field(default_factory=list)
+    features: list[list[float]] = Field(default_factory=list)
+    fallback: bool = False
+    served_at: AwareDatetime

@@ -11,7 +11,7 @@ from state.user_state import UserState
 from streams.records import ContextValue
 
 #: Filter names in the order they are tried; a dropped candidate is counted under the first that rejects it.
-FILTERS: tuple[str, ...] = ("exclude", "blocklist", "unknown", "unavailable", "purchased", "seen", "category", "price")
+FILTERS: tuple[str, ...] = ("exclude", "blocklist", "purchased", "seen", "unknown", "unavailable", "category", "price")
 
 
 @dataclass(frozen=True, slots=True)

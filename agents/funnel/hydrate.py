@@ -1,0 +1,145 @@
+"""Feature hydration: the ranker matrix for every candidate in one vectorised pass, in the spec's column order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from models.ranker_features import SERVING_FEATURES, context_features
+from models.spec import TensorSpec
+from state.feature_config import FeatureConfig
+from state.features import USER_FEATURE_NAMES, category_affinity, negative_items, user_features
+from state.items import ItemRecord, RatePrior
+from state.user_state import UserState, new_user_state
+from streams.errors import ConfigError
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+#: Category given to an item without a catalog record; training does the same (``PointInTimeFeatures``).
+UNKNOWN_CATEGORY = "unknown"
+_INDEX = {name: i for i, name in enumerate(SERVING_FEATURES)}
+
+
+@dataclass(frozen=True)
+class HydrationPlan:
+    """Where each spec column comes from in :data:`SERVING_FEATURES`, and its default for unknown values."""
+
+    columns: tuple[str, ...]
+    source_index: npt.NDArray[np.int64]
+    defaults: F32
+
+    @classmethod
+    def for_columns(cls, columns: Sequence[str], defaults: Sequence[float] | None = None) -> HydrationPlan:
+        """Validate ``columns`` at start-up; an unknown name fails listing the names serving can produce.
+
+        >>> HydrationPlan.for_columns(["i_ctr", "x_tt_dot"]).source_index.tolist()
+        [30, 41]
+        """
+        unknown = [c for c in columns if c not in _INDEX]
+        if unknown:
+            raise ConfigError(f"ranker columns {unknown} cannot be hydrated; known columns: {list(SERVING_FEATURES)}")
+        if defaults is not None and len(defaults) != len(columns):
+            raise ConfigError(f"{len(defaults)} defaults for {len(columns)} ranker columns")
+        fill = np.asarray(defaults if defaults is not None else [0.0] * len(columns), dtype=np.float32)
+        return cls(tuple(columns), np.array([_INDEX[c] for c in columns], dtype=np.int64), fill)
+
+    @classmethod
+    def from_spec(cls, tensor: TensorSpec) -> HydrationPlan:
+        """The plan of a registry spec's ranker input (``features``)."""
+        if tensor.columns is None:
+            raise ConfigError(f"ranker input {tensor.name!r} names no columns; cannot lay out features")
+        return cls.for_columns(tensor.columns, tensor.defaults)
+
+    @classmethod
+    def serving(cls) -> HydrationPlan:
+        return cls.for_columns(SERVING_FEATURES)
+
+    @property
+    def is_identity(self) -> bool:
+        return len(self.columns) == len(SERVING_FEATURES) and bool(
+            np.array_equal(self.source_index, np.arange(len(SERVING_FEATURES))))
+
+
+@dataclass(frozen=True)
+class Hydrated:
+    """The float32 ranker input ``[N, len(plan.columns)]`` and how many values were filled with defaults.
+
+    ``missing`` counts rows without a user state (``user_state``: new users get the empty state's features,
+    as in training), rows without a catalog record (``item_record``: features of an empty record in
+    category ``unknown``, as in training), rows without a two-tower score (``tt_dot``: 0.0, training's value
+    before the dot is filled) and non-finite cells replaced by the spec default (``non_finite``).
+    """
+
+    matrix: F32
+    missing: dict[str, int]
+
+
+def item_block(records: Sequence[ItemRecord], now: float, prior: RatePrior = RatePrior()) -> F64:
+    """``ITEM_FEATURE_NAMES`` for every record, ``[N, 6]`` (vectorised ``item_features``)."""
+    n = len(records)
+    counts = np.array([r.counts.counts for r in records], dtype=np.float64).reshape(n, -1)
+    price = np.fromiter((r.price for r in records), dtype=np.float64, count=n)
+    created = np.fromiter((r.created_at for r in records), dtype=np.float64, count=n)
+    imp, clicks, buys = counts[:, 4], counts[:, 1], counts[:, 3]
+    ctr = (clicks + prior.ctr_a) / (imp + prior.ctr_a + prior.ctr_b)
+    cvr = (buys + prior.cvr_a) / (clicks + prior.cvr_a + prior.cvr_b)
+    age_days = np.maximum(0.0, now - created) / 86400.0
+    return np.column_stack([np.log1p(imp), np.log1p(clicks), ctr, cvr, np.log1p(price), np.log1p(age_days)])
+
+
+def user_item_block(state: UserState, item_ids: Sequence[str], categories: Sequence[str], now: float,
+                    cfg: FeatureConfig) -> F64:
+    """``USER_ITEM_FEATURE_NAMES`` for every item, ``[N, 7]`` (vectorised ``user_item_features``)."""
+    aff = category_affinity(state, now, cfg)
+    total = sum(aff.values())
+    newest: dict[str, int] = {}
+    times: dict[str, int] = {}
+    for ts, _, item in state.last_n:
+        newest[item] = max(ts, newest.get(item, ts))
+        times[item] = times.get(item, 0) + 1
+    negative = set(negative_items(state, now, cfg))
+    n = len(item_ids)
+    mine = np.fromiter((aff.get(c, 0.0) for c in categories), dtype=np.float64, count=n)
+    count = np.fromiter((times.get(i, 0) for i in item_ids), dtype=np.float64, count=n)
+    last = np.fromiter((newest.get(i, -1) for i in item_ids), dtype=np.float64, count=n)
+    since = np.where(count > 0, now - last / 1000.0, cfg.idle_ttl_s)
+    share = mine / total if total > 0 else np.zeros(n)
+    neg = np.fromiter((i in negative for i in item_ids), dtype=np.float64, count=n)
+    bought = np.fromiter((i in state.purchased for i in item_ids), dtype=np.float64, count=n)
+    return np.column_stack([mine, share, (count > 0).astype(np.float64), count,
+                            np.minimum(since, cfg.idle_ttl_s), neg, bought])
+
+
+def hydrate(plan: HydrationPlan, user_id: str, state: UserState | None, item_ids: Sequence[str],
+            records: Sequence[ItemRecord | None], now: float, cfg: FeatureConfig,
+            tt_dot: F32 | None = None, tt_found: npt.NDArray[np.bool_] | None = None) -> Hydrated:
+    """Rows equal to ``serving_row(user_features, user_item_features, record, now, tt_dot)``, laid out by ``plan``.
+
+    ``tt_dot`` holds the two-tower scores (0 where ``tt_found`` is False or when absent).
+    """
+    n = len(item_ids)
+    missing = {"user_state": n if state is None else 0, "item_record": 0, "tt_dot": 0, "non_finite": 0}
+    st = state if state is not None else new_user_state(user_id)
+    recs = [r if r is not None else ItemRecord(i, UNKNOWN_CATEGORY) for i, r in zip(item_ids, records, strict=True)]
+    missing["item_record"] = sum(r is None for r in records)
+    user = user_features(st, now, cfg)
+    full = np.empty((n, len(SERVING_FEATURES)), dtype=np.float64)
+    nu = len(USER_FEATURE_NAMES)
+    full[:, :nu] = np.array([user[k] for k in USER_FEATURE_NAMES])
+    full[:, nu : nu + 6] = item_block(recs, now)
+    full[:, nu + 6 : nu + 13] = user_item_block(st, item_ids, [r.category for r in recs], now, cfg)
+    dots = np.zeros(n) if tt_dot is None else np.asarray(tt_dot, dtype=np.float64)
+    found = np.zeros(n, bool) if tt_dot is None else (np.ones(n, bool) if tt_found is None else tt_found)
+    full[:, nu + 13] = np.where(found, dots, 0.0)
+    missing["tt_dot"] = int(n - found.sum())
+    full[:, nu + 14 :] = np.array(context_features(now))
+    out = (full if plan.is_identity else full[:, plan.source_index]).astype(np.float32)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        out = np.where(bad, plan.defaults[None, :], out).astype(np.float32)
+        missing["non_finite"] = int(bad.sum())
+    return Hydrated(out, missing)

@@ -77,6 +77,7 @@ def register(app: faust.App, rt: Runtime) -> None:
                 decoded,
                 dead_letters,
                 cfg=rt.features,
+                pools=rt.pools,
                 states=rt.user_state,
                 catalog=rt.catalog,
                 applied_offsets=applied,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from state.features import EventView, FeatureConfig, UserState, apply_events, encode_state, new_user_state
 from state.items import ItemRecord, count_events
+from state.pools import PoolConfig, covisit_pairs, covisit_update, decayed_updates
 from state.popularity import popularity_increments
 from state.store import WriteBatch
 from streams.codec import decode_event
@@ -66,6 +67,7 @@ def plan_batch(
     dead: list[tuple[DecodeError, RawMessage]],
     *,
     cfg: FeatureConfig,
+    pools: PoolConfig,
     states: Callable[[str], UserState | None],
     catalog: Mapping[str, ItemRecord],
     applied_offsets: Mapping[int, int],
@@ -86,23 +88,45 @@ def plan_batch(
         plan.user_partition[view.user_id] = d.msg.partition
         if d.msg.offset > applied_offsets.get(d.msg.partition, -1):
             fresh.append(view)
+    fresh_ids = {v.event_id for v in fresh}
+    pairs: list[tuple[str, str, float]] = []
     for user_id, views in by_user.items():
         state = states(user_id) or new_user_state(user_id)
-        n = apply_events(state, views, cfg)
+        before, applied = list(state.last_n), []
+        n = apply_events(state, views, cfg, applied_out=applied)
         plan.applied += n
         plan.duplicates += len(views) - n
         plan.users[user_id] = state
         plan.encoded[user_id] = encode_state(state)
+        pairs += covisit_pairs(before, [v for v in applied if v.event_id in fresh_ids], pools)
+    plan.write = _write(source, msgs, applied_offsets, plan.encoded, fresh, pairs, cfg, pools)
+    return plan
+
+
+def _write(
+    source: str,
+    msgs: Sequence[RawMessage],
+    applied_offsets: Mapping[int, int],
+    users: Mapping[str, bytes],
+    fresh: Sequence[EventView],
+    pairs: Sequence[tuple[str, str, float]],
+    cfg: FeatureConfig,
+    pools: PoolConfig,
+) -> WriteBatch:
+    """The store write of a batch: user states always, shared counters and pools for unseen offsets only."""
     ref = max((v.ts for v in fresh), default=None)
-    plan.write = WriteBatch(
+    if ref is None:
+        return WriteBatch(source=source, offsets=_batch_offsets(msgs, applied_offsets), users=users)
+    return WriteBatch(
         source=source,
         offsets=_batch_offsets(msgs, applied_offsets),
-        users=plan.encoded,
-        popularity=popularity_increments(fresh, ref, cfg) if ref is not None else {},
+        users=users,
+        popularity=popularity_increments(fresh, ref, cfg),
         popularity_ref=ref,
         item_counts=count_events(fresh),
+        decayed=decayed_updates(fresh, ref, cfg, pools),
+        covisit=covisit_update(pairs, ref, pools),
     )
-    return plan
 
 
 def _batch_offsets(msgs: Sequence[RawMessage], applied: Mapping[int, int]) -> dict[int, int]:

@@ -8,6 +8,7 @@ from agents.dead_letters import DeadLetterSink
 from agents.events import write_until_stored
 from agents.runtime import Runtime
 from state.items import ItemRecord
+from state.pools import fresh_updates
 from state.store import WriteBatch
 from streams.codec import decode_item
 from streams.errors import DecodeError
@@ -34,5 +35,8 @@ def register(app: faust.App, rt: Runtime) -> None:
                     await dead.send(exc, msg)
                     continue
                 items[update.item_id] = ItemRecord.from_update(update)
-            await write_until_stored(rt.store, WriteBatch(source=rt.topics.items, offsets=offsets, items=items))
+            pools = fresh_updates(items.values(), rt.catalog, rt.pools)
+            await write_until_stored(
+                rt.store, WriteBatch(source=rt.topics.items, offsets=offsets, items=items, pools=pools)
+            )
             rt.catalog.update(items)

@@ -10,6 +10,7 @@ from mode import Service
 
 from state.features import FeatureConfig, UserState, decode_state
 from state.items import ItemRecord
+from state.pools import PoolConfig
 from state.store import OnlineFeatureStore
 from streams.clock import Clock, SystemClock
 from streams.settings import Settings
@@ -42,6 +43,7 @@ class Runtime:
     clock: Clock = field(default_factory=SystemClock)
     topics: TopicNames = field(init=False)
     features: FeatureConfig = field(init=False)
+    pools: PoolConfig = field(init=False)
     popular: list[tuple[str, float]] = field(default_factory=list)
     catalog: dict[str, ItemRecord] = field(default_factory=dict)
     # The events agent binds this to its Faust table's local store (keys are user ids as bytes).
@@ -50,6 +52,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.topics = topic_names(self.settings.kafka)
         self.features = FeatureConfig.from_settings(self.settings.features)
+        self.pools = PoolConfig(**self.settings.pools.model_dump())
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Runtime:

@@ -54,14 +54,25 @@ def popularity_increments(events: Iterable[EventView], ref: float, cfg: FeatureC
     return out
 
 
+#: Increments reach the next generation only in the last this-many half-lives of the current one: mass
+#: added earlier has decayed below ``2**-HANDOFF_HALF_LIVES`` of itself by the time the next one is read,
+#: so leaving it out changes no ranking, and it halves the writes of every decayed counter.
+HANDOFF_HALF_LIVES = 16
+
+
 def generation_scales(ref: float, half_life_s: float) -> list[tuple[int, float]]:
     """``(generation, factor)`` pairs: multiply increments relative to ``ref`` by ``factor`` to add them there.
 
-    >>> generation_scales(10.0, 1.0)[0], generation_scales(10.0, 1.0)[1][1] == 2.0 ** (10 - 64)
-    ((0, 1024.0), True)
+    >>> generation_scales(10.0, 1.0)
+    [(0, 1024.0)]
+    >>> generation_scales(60.0, 1.0)[1][1] == 2.0 ** (60 - 64)
+    True
     """
     g = generation(ref, half_life_s)
-    return [(k, forward_weight(ref, epoch(k, half_life_s), half_life_s)) for k in (g, g + 1)]
+    gens = [g]
+    if ref - epoch(g, half_life_s) >= (GENERATION_HALF_LIVES - HANDOFF_HALF_LIVES) * half_life_s:
+        gens.append(g + 1)
+    return [(k, forward_weight(ref, epoch(k, half_life_s), half_life_s)) for k in gens]
 
 
 def score_now(stored: float, gen: int, now: float, half_life_s: float) -> float:

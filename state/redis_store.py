@@ -140,8 +140,17 @@ _HINCR_MANY = """
 for i = 1, #KEYS do redis.call('HINCRBY', KEYS[i], ARGV[2 * i - 1], ARGV[2 * i]) end
 return #KEYS
 """
+_ZTRIM_MANY = """
+local keep = tonumber(ARGV[1])
+for i = 1, #KEYS do redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(keep + 1)) end
+return #KEYS
+"""
+_EXPIRE_MANY = """
+for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[i]) end
+return #KEYS
+"""
 _RUN_MAX = 4096
-_MERGEABLE = (SetOp, ZIncrOp, HIncrOp)
+_MERGEABLE = (SetOp, ZIncrOp, HIncrOp, ZTrimOp, ExpireOp)
 
 
 def _runs(ops: Sequence[WriteOp]) -> list[list[WriteOp]]:
@@ -173,6 +182,16 @@ def _queue_run(pipe: Any, run: list[WriteOp]) -> None:
         elif isinstance(op, HIncrOp):
             script = _HINCR_MANY
             args += [op.field, op.amount]
+        elif isinstance(op, ExpireOp):
+            script = _EXPIRE_MANY
+            args.append(op.ttl_s)
+    if isinstance(run[0], ZTrimOp):
+        if len({op.keep for op in run if isinstance(op, ZTrimOp)}) == 1:
+            pipe.eval(_ZTRIM_MANY, len(keys), *keys, run[0].keep)
+            return
+        for op in run:
+            _queue_write(pipe, op)
+        return
     pipe.eval(script, len(keys), *keys, *args)
 
 

@@ -92,14 +92,17 @@ class PlannedStore(abc.ABC):
         return ops
 
     def _covisit_ops(self, upd: CovisitUpdate) -> list[WriteOp]:
+        # Increments first, then trims, then expiries: runs of one kind become one scripted command each.
         hl = upd.half_life_s
-        ops: list[WriteOp] = []
+        incr: list[WriteOp] = []
+        tail: list[WriteOp] = []
         for gen, scale in generation_scales(upd.ref, hl):
             for item, others in upd.pairs.items():
                 key = self.keys.covisit(gen, item)
-                ops += [ZIncrOp(key, other, w * scale) for other, w in others.items() if w]
-                ops += [ZTrimOp(key, upd.top_k), ExpireOp(key, _generation_ttl(hl))]
-        return ops
+                incr += [ZIncrOp(key, other, w * scale) for other, w in others.items() if w]
+                tail.append(ZTrimOp(key, upd.top_k))
+        expiries = [ExpireOp(op.key, _generation_ttl(hl)) for op in tail if isinstance(op, ZTrimOp)]
+        return incr + tail + expiries
 
     async def write_batch(self, batch: WriteBatch) -> None:
         ops = self.plan(batch)

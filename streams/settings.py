@@ -55,6 +55,18 @@ class FeatureSettings(_Section):
     popularity_half_life_s: float = Field(default=6 * 3600.0, gt=0)
 
 
+class PoolSettings(_Section):
+    """Candidate pools kept incrementally by the events and items agents."""
+
+    trending_half_life_s: float = Field(default=1800.0, gt=0)
+    category_half_life_s: float = Field(default=6 * 3600.0, gt=0)
+    covisit_half_life_s: float = Field(default=24 * 3600.0, gt=0)
+    covisit_window_s: float = Field(default=1800.0, gt=0)
+    covisit_top_k: int = Field(default=50, ge=1)
+    covisit_neighbours: int = Field(default=5, ge=1)
+    fresh_keep: int = Field(default=200, ge=1)
+
+
 class ServingSettings(_Section):
     default_k: int = Field(default=10, ge=1)
     max_k: int = Field(default=100, ge=1)
@@ -80,6 +92,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     validation: ValidationSettings = ValidationSettings()
     features: FeatureSettings = FeatureSettings()
+    pools: PoolSettings = PoolSettings()
     serving: ServingSettings = ServingSettings()
     models: ModelSettings = ModelSettings()
 

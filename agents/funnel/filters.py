@@ -1,4 +1,4 @@
-"""Hard filters: what may never be shown (excluded, blocked, unavailable, purchased, outside the request's constraints)."""
+"""Hard filters: what may never be shown (excluded, blocked, unavailable, purchased, outside the constraints)."""
 
 from __future__ import annotations
 
@@ -73,19 +73,22 @@ def _first_failure(item_id: str, rec: ItemRecord | None, banned: Mapping[str, st
     if reason is not None:
         return reason
     if rec is None:
-        if cfg.drop_unknown:
-            return "unknown"
-        # without a record neither category nor price can be confirmed
-        return "category" if cons.category is not None else (
-            "price" if cons.min_price is not None or cons.max_price is not None else None)
+        return "unknown" if cfg.drop_unknown else _constraint_failure(None, cons)
     if not rec.available:
         return "unavailable"
-    if cons.category is not None and rec.category != cons.category:
+    return _constraint_failure(rec, cons)
+
+
+def _constraint_failure(rec: ItemRecord | None, cons: Constraints) -> str | None:
+    # without a record neither category nor price can be confirmed, so a constrained request drops it
+    if cons.category is not None and (rec is None or rec.category != cons.category):
         return "category"
-    if (cons.min_price is not None and rec.price < cons.min_price) or (
-            cons.max_price is not None and rec.price > cons.max_price):
-        return "price"
-    return None
+    if cons.min_price is None and cons.max_price is None:
+        return None
+    price = rec.price if rec is not None else None
+    too_low = cons.min_price is not None and (price is None or price < cons.min_price)
+    too_high = cons.max_price is not None and (price is None or price > cons.max_price)
+    return "price" if too_low or too_high else None
 
 
 def banned_ids(state: UserState | None, cons: Constraints, cfg: FilterConfig) -> dict[str, str]:

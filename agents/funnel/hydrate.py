@@ -22,6 +22,7 @@ F64 = npt.NDArray[np.float64]
 #: Category given to an item without a catalog record; training does the same (``PointInTimeFeatures``).
 UNKNOWN_CATEGORY = "unknown"
 _INDEX = {name: i for i, name in enumerate(SERVING_FEATURES)}
+_PRIOR = RatePrior()  # the prior ``ItemRecord.ctr`` and ``conversion`` use by default
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Hydrated:
     missing: dict[str, int]
 
 
-def item_block(records: Sequence[ItemRecord], now: float, prior: RatePrior = RatePrior()) -> F64:
+def item_block(records: Sequence[ItemRecord], now: float, prior: RatePrior = _PRIOR) -> F64:
     """``ITEM_FEATURE_NAMES`` for every record, ``[N, 6]`` (vectorised ``item_features``)."""
     n = len(records)
     counts = np.array([r.counts.counts for r in records], dtype=np.float64).reshape(n, -1)
@@ -115,7 +116,7 @@ def user_item_block(state: UserState, item_ids: Sequence[str], categories: Seque
 
 
 def hydrate(plan: HydrationPlan, user_id: str, state: UserState | None, item_ids: Sequence[str],
-            records: Sequence[ItemRecord | None], now: float, cfg: FeatureConfig,
+            records: Sequence[ItemRecord | None], *, now: float, cfg: FeatureConfig,
             tt_dot: F32 | None = None, tt_found: npt.NDArray[np.bool_] | None = None) -> Hydrated:
     """Rows equal to ``serving_row(user_features, user_item_features, record, now, tt_dot)``, laid out by ``plan``.
 

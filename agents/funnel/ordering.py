@@ -76,8 +76,8 @@ def category_codes(categories: Sequence[str]) -> I64:
     return codes.astype(np.int64).reshape(-1)
 
 
-def mmr(values: F64, unit: F32 | None, k: int, lam: float, cats: I64 | None = None, cap: int | None = None
-        ) -> list[int]:
+def mmr(values: F64, unit: F32 | None, k: int, lam: float, *, cats: I64 | None = None,
+        cap: int | None = None) -> list[int]:
     """Greedy maximal marginal relevance: pick ``argmax lam * rel - (1 - lam) * max cosine to the picked``.
 
     ``rel`` is ``values`` min-max scaled to [0, 1] so ``lam`` does not depend on the value's units; ties go to
@@ -141,7 +141,7 @@ def explore_pool(values: F64, exploit: Sequence[int], size: int) -> I64:
     return best[rest[best]][:size].astype(np.int64)
 
 
-def epsilon_greedy(exploit: Sequence[int], pool: I64, epsilon: float, rng: np.random.Generator,
+def epsilon_greedy(exploit: Sequence[int], pool: I64, epsilon: float, rng: np.random.Generator, *,
                    cats: I64 | None = None, cap: int | None = None) -> Slate:
     """Fill ``len(exploit)`` slots: each slot, with probability ``epsilon``, shows a uniform draw from what is
     left of ``pool`` (respecting ``cap`` against the items shown so far), otherwise the next exploit item.
@@ -151,7 +151,7 @@ def epsilon_greedy(exploit: Sequence[int], pool: I64, epsilon: float, rng: np.ra
 
     >>> s = epsilon_greedy([0, 1], np.array([2, 3]), 0.5, np.random.default_rng(0))
     >>> s.order, s.propensities
-    ([2, 0], [0.25, 0.5])
+    ([0, 2], [0.5, 0.25])
     """
     left = [int(i) for i in pool]
     shown: list[int] = []
@@ -165,10 +165,10 @@ def epsilon_greedy(exploit: Sequence[int], pool: I64, epsilon: float, rng: np.ra
             eligible = [i for i in left if used is None or used[cats[i]] < cap]
         if eligible and rng.random() < epsilon:
             pick = eligible[int(rng.integers(len(eligible)))]
+            probs.append(epsilon / len(eligible))  # before ``left`` (possibly the same list) shrinks
             left.remove(pick)
             shown.append(pick)
             explored.append(True)
-            probs.append(epsilon / len(eligible))
         else:
             shown.append(exploit[ptr])
             ptr += 1

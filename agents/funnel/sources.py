@@ -78,7 +78,7 @@ class PoolSource:
     per-category pools of up to ``max_categories`` categories (best ranks first).
     """
 
-    def __init__(self, store: OnlineFeatureStore, kind: PoolKind, pools: PoolConfig, n: int = 200,
+    def __init__(self, store: OnlineFeatureStore, kind: PoolKind, pools: PoolConfig, *, n: int = 200,
                  max_categories: int = 2, name: str | None = None) -> None:
         self.store, self.kind, self.pools, self.n, self.max_categories = store, kind, pools, n, max_categories
         self._name = name or kind

@@ -53,9 +53,12 @@ def test_popularity_generations() -> None:
     hl = 3600.0
     g = generation(T0, hl)
     assert epoch(g, hl) <= T0 < epoch(g + 1, hl)
-    (g0, s0), (g1, s1) = generation_scales(T0, hl)
+    late = epoch(g + 1, hl) - 2 * hl  # near the end of a generation increments also go to the next one
+    (g0, s0), (g1, s1) = generation_scales(late, hl)
     assert (g0, g1) == (g, g + 1)
-    assert score_now(s0, g0, T0, hl) == pytest.approx(1.0) and score_now(s1, g1, T0, hl) == pytest.approx(1.0)
+    assert score_now(s0, g0, late, hl) == pytest.approx(1.0) and score_now(s1, g1, late, hl) == pytest.approx(1.0)
+    early = epoch(g, hl) + 2 * hl  # early on, the next generation would only get negligible mass
+    assert [gen for gen, _ in generation_scales(early, hl)] == [g]
     inc = popularity_increments(
         [EventView("e", "purchase", "u", "a", T0 - hl, None, None, None)], T0, FeatureConfig(popularity_half_life_s=hl)
     )

@@ -1,0 +1,50 @@
+"""What one funnel run produces: the served items plus everything the response, metrics and impression log need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from agents.funnel.ordering import Knobs
+from streams.records import Impression, RecItem
+
+
+@dataclass(frozen=True)
+class FunnelResult:
+    """The answer of :meth:`Funnel.run`.
+
+    ``propensities``, ``explored`` and the rows of ``features`` are aligned with ``items``. ``degraded`` names
+    every reason the answer is not the full pipeline's (``no_ranker``, ``ranker_error``, ``source:<name>``,
+    ``items_store``, ``user_vector``, ``deadline``, ``no_candidates``); ``fallback`` is true when it is not empty.
+    """
+
+    items: list[RecItem]
+    propensities: list[float]
+    explored: list[bool]
+    features: npt.NDArray[np.float32]
+    feature_columns: tuple[str, ...]
+    knobs: Knobs
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    missing: dict[str, int] = field(default_factory=dict)
+    source_counts: dict[str, int] = field(default_factory=dict)
+    source_errors: dict[str, int] = field(default_factory=dict)
+    degraded: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    n_candidates: int = 0
+
+    @property
+    def fallback(self) -> bool:
+        return bool(self.degraded)
+
+    def impression(self, correlation_id: str, user_id: str, *, variant: str, model_version: str,
+                   served_at: datetime) -> Impression:
+        """The impressions-topic record of this list (positions, propensities, the feature rows used)."""
+        return Impression(
+            correlation_id=correlation_id, user_id=user_id, variant=variant, model_version=model_version,
+            items=self.items, propensities=self.propensities, feature_columns=list(self.feature_columns),
+            features=self.features.tolist(), fallback=self.fallback, served_at=served_at,
+        )

@@ -1,0 +1,276 @@
+"""The funnel: retrieval, hard filters, hydration, value scoring and ordering composed with timings and degradation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from agents.funnel.candidates import (
+    EXPLORE_REASON,
+    Candidate,
+    CandidateSource,
+    RetrievalContext,
+    Scored,
+    merge_sources,
+    reason_for,
+)
+from agents.funnel.embeddings import ItemVectors
+from agents.funnel.errors import RankerError
+from agents.funnel.filters import Constraints, FilterConfig, Filtered, apply_filters
+from agents.funnel.hydrate import HydrationPlan, hydrate
+from agents.funnel.ordering import (
+    Knobs,
+    OrderingConfig,
+    Slate,
+    category_codes,
+    epsilon_greedy,
+    explore_pool,
+    greedy_slate,
+    mmr,
+    resolve_knobs,
+)
+from agents.funnel.outcome import FunnelResult
+from agents.funnel.scoring import Ranker, ValueConfig
+from agents.funnel.sources import StaticSource, strongest_categories
+from state.feature_config import FeatureConfig
+from state.features import category_affinity
+from state.items import ItemRecord
+from state.store import OnlineFeatureStore
+from state.user_state import UserState
+from streams.errors import StreamrecError
+from streams.records import RecItem, RecommendRequest
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+DEFAULT_QUOTAS: Mapping[str, int] = {"ann": 400, "covisit": 150, "category": 150, "trending": 150, "fresh": 50,
+                                     "popular": 200}
+
+
+@dataclass(frozen=True)
+class FunnelConfig:
+    """Start-up configuration of the funnel; ``value_for`` picks the surface's value formula.
+
+    ``reserve_ms``: when less than this is left of a request's budget before ordering, MMR and exploration
+    are skipped (plain value order with caps). ``seed`` makes exploration reproducible per correlation id.
+    """
+
+    quotas: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
+    candidate_limit: int = 1000
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    value: ValueConfig = field(default_factory=ValueConfig)
+    surface_values: Mapping[str, ValueConfig] = field(default_factory=dict)
+    ordering: OrderingConfig = field(default_factory=OrderingConfig)
+    reserve_ms: float = 3.0
+    user_categories: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.candidate_limit < 1 or any(q < 0 for q in self.quotas.values()):
+            raise ValueError(f"candidate_limit must be >= 1 and quotas >= 0: {self.candidate_limit}, {self.quotas}")
+
+    def value_for(self, surface: str) -> ValueConfig:
+        return self.surface_values.get(surface, self.value)
+
+
+@dataclass
+class _Run:
+    """Mutable bookkeeping of one run (timings and degradation reasons)."""
+
+    timer: Callable[[], float]
+    t0: float
+    budget_ms: float | None = None
+    missing: dict[str, int] = field(default_factory=dict)
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    degraded: list[str] = field(default_factory=list)
+    mark: float = 0.0
+
+    def lap(self, stage: str) -> None:
+        now = self.timer()
+        self.stage_ms[stage] = (now - (self.mark or self.t0)) * 1000.0
+        self.mark = now
+
+    def elapsed_ms(self) -> float:
+        return (self.timer() - self.t0) * 1000.0
+
+    def rushed(self, reserve_ms: float) -> bool:
+        """True when less than ``reserve_ms`` of the budget is left."""
+        return self.budget_ms is not None and self.budget_ms - self.elapsed_ms() < reserve_ms
+
+
+@dataclass(frozen=True)
+class _Scored:
+    values: F64
+    p_click: F32 | None
+    p_purchase: F32 | None
+    features: F32
+
+
+class Funnel:
+    """Composes the stages; holds no per-request state, so one instance serves every request of a worker.
+
+    ``ranker`` and ``plan`` come from the registry's champion (``set_model`` swaps them, ``None`` removes
+    the model); ``vectors`` are the item embeddings of the same version (two-tower feature and MMR);
+    ``catalog`` is the worker's local item table, read when the store cannot answer.
+    """
+
+    def __init__(self, config: FunnelConfig, store: OnlineFeatureStore, sources: Sequence[CandidateSource], *,
+                 ranker: Ranker | None = None, plan: HydrationPlan | None = None, vectors: ItemVectors | None = None,
+                 features: FeatureConfig | None = None, catalog: Mapping[str, ItemRecord] | None = None,
+                 timer: Callable[[], float] = time.perf_counter) -> None:
+        self.config, self.store, self.sources = config, store, list(sources)
+        self.features = features or FeatureConfig()
+        self.catalog = catalog if catalog is not None else {}
+        self.timer = timer
+        self.ranker, self.plan, self.vectors = ranker, plan or HydrationPlan.serving(), vectors
+
+    def set_model(self, ranker: Ranker | None, plan: HydrationPlan | None = None,
+                  vectors: ItemVectors | None = None) -> None:
+        """Swap the model (``ranker=None``: serve in retrieval order with ``fallback`` set)."""
+        self.ranker, self.plan, self.vectors = ranker, plan or HydrationPlan.serving(), vectors
+
+    async def run(self, request: RecommendRequest, state: UserState | None, *, now: float,
+                  budget_ms: float | None = None, fallback_items: Sequence[tuple[str, float]] = (),
+                  rng: np.random.Generator | None = None) -> FunnelResult:
+        """Answer ``request`` for a user in ``state`` (None: new user) at wall-clock ``now``.
+
+        ``budget_ms`` is what is left of the request's deadline; ``fallback_items`` (the worker's cached
+        popular list) is served when every source fails or is empty. Never raises for store or model
+        failures: those degrade the answer and are named in ``degraded``.
+        """
+        run = _Run(self.timer, self.timer(), budget_ms)
+        cons = Constraints.from_request(request.exclude, request.context)
+        knobs = resolve_knobs(request.k, request.context, self.config.ordering)
+        ctx = await self._context(request.user_id, state, now, cons, run)
+        lists, counts, errors = await self._retrieve(ctx, fallback_items, run)
+        cands = merge_sources(lists, self.config.quotas, self.config.candidate_limit)
+        run.lap("merge")
+        records = await self._records([c.item_id for c in cands], run)
+        kept = apply_filters(cands, records, state, cons, self.config.filters)
+        run.lap("filter")
+        scored = self._score(request, ctx, kept, now, run)
+        slate, skipped = self._order(scored.values, kept, knobs, correlation_id=request.correlation_id, rng=rng,
+                                     run=run)
+        items = self._items(slate, kept, scored)
+        run.lap("respond")
+        return FunnelResult(
+            items=items, propensities=slate.propensities, explored=slate.explored,
+            features=scored.features[slate.order] if len(scored.features) else scored.features,
+            feature_columns=self.plan.columns if scored.p_click is not None else (), knobs=knobs,
+            stage_ms=run.stage_ms, dropped=kept.dropped, missing=run.missing, source_counts=counts,
+            source_errors=errors, degraded=tuple(run.degraded) + (("no_candidates",) if not items else ()),
+            skipped=skipped, n_candidates=len(cands),
+        )
+
+    async def _context(self, user_id: str, state: UserState | None, now: float, cons: Constraints,
+                       run: _Run) -> RetrievalContext:
+        vec = None
+        if state is not None and self.vectors is not None:
+            try:
+                vec = await self.store.read_user_vector(user_id)
+            except StreamrecError:
+                run.degraded.append("user_vector")
+        cats: tuple[str, ...] = (cons.category,) if cons.category else ()
+        if state is not None and self.config.user_categories:
+            strong = strongest_categories(category_affinity(state, now, self.features), self.config.user_categories)
+            cats += tuple(c for c in strong if c not in cats)
+        run.lap("context")
+        return RetrievalContext(user_id, state, now, vec, cats, cons.exclude)
+
+    async def _retrieve(self, ctx: RetrievalContext, fallback_items: Sequence[tuple[str, float]],
+                        run: _Run) -> tuple[dict[str, Scored], dict[str, int], dict[str, int]]:
+        got = await asyncio.gather(*(s.fetch(ctx) for s in self.sources), return_exceptions=True)
+        lists: dict[str, Scored] = {}
+        errors: dict[str, int] = {}
+        for source, out in zip(self.sources, got, strict=True):
+            if isinstance(out, StreamrecError):
+                errors[source.name] = 1
+                run.degraded.append(f"source:{source.name}")
+            elif isinstance(out, BaseException):
+                raise out
+            else:
+                lists[source.name] = out
+        if not any(lists.values()) and fallback_items:
+            lists["fallback"] = await StaticSource(fallback_items).fetch(ctx)
+        run.lap("retrieve")
+        return lists, {name: len(v) for name, v in lists.items()}, errors
+
+    async def _records(self, item_ids: list[str], run: _Run) -> list[ItemRecord | None]:
+        try:
+            records = await self.store.read_items(item_ids) if item_ids else []
+        except StreamrecError:
+            run.degraded.append("items_store")
+            records = [self.catalog.get(i) for i in item_ids]
+        run.lap("items")
+        return records
+
+    def _score(self, request: RecommendRequest, ctx: RetrievalContext, kept: Filtered, now: float,
+               run: _Run) -> _Scored:
+        retrieval = np.array([c.score for c in kept.kept], dtype=np.float64)
+        empty = np.zeros((0, len(self.plan.columns)), np.float32)
+        if self.ranker is None or not kept.kept:
+            if self.ranker is None:
+                run.degraded.append("no_ranker")
+            return _Scored(retrieval, None, None, empty)
+        ids = [c.item_id for c in kept.kept]
+        dots, found = self._tt_dots(ids, ctx.user_vector)
+        hyd = hydrate(self.plan, ctx.user_id, ctx.state, ids, kept.records, now=now, cfg=self.features,
+                      tt_dot=dots, tt_found=found)
+        run.missing = hyd.missing
+        run.lap("hydrate")
+        try:
+            p_click, p_purchase = self.ranker.score(hyd.matrix)
+        except RankerError:
+            run.degraded.append("ranker_error")
+            return _Scored(retrieval, None, None, empty)
+        price = np.fromiter((r.price if r is not None else 0.0 for r in kept.records), np.float64, len(ids))
+        values = self.config.value_for(request.surface).value(p_click, p_purchase, price)
+        run.lap("score")
+        return _Scored(values, p_click, p_purchase, hyd.matrix)
+
+    def _tt_dots(self, ids: list[str], user_vec: F32 | None) -> tuple[F32 | None, npt.NDArray[np.bool_] | None]:
+        if self.vectors is None or user_vec is None or user_vec.shape[0] != self.vectors.dim:
+            return None, None
+        vecs, found = self.vectors.lookup(ids)
+        return (vecs @ user_vec).astype(np.float32), found
+
+    def _order(self, values: F64, kept: Filtered, knobs: Knobs, *, correlation_id: str,
+               rng: np.random.Generator | None, run: _Run) -> tuple[Slate, tuple[str, ...]]:
+        cfg = self.config.ordering
+        cats = category_codes([r.category if r is not None else "" for r in kept.records]) if cfg.category_cap \
+            else None
+        rushed = run.rushed(self.config.reserve_ms)
+        if rushed:
+            run.degraded.append("deadline")
+        unit = None
+        if not rushed and self.vectors is not None and knobs.mmr_lambda < 1.0:
+            unit = self.vectors.lookup([c.item_id for c in kept.kept], unit=True)[0]
+        exploit = mmr(values, unit, knobs.k, 1.0 if rushed else knobs.mmr_lambda, cats=cats, cap=cfg.category_cap)
+        if rushed or knobs.epsilon <= 0.0:
+            slate = greedy_slate(exploit)
+        else:
+            gen = rng or np.random.default_rng([self.config.seed, zlib.crc32(correlation_id.encode())])
+            pool = explore_pool(values, exploit, cfg.explore_pool)
+            slate = epsilon_greedy(exploit, pool, knobs.epsilon, gen, cats=cats, cap=cfg.category_cap)
+        run.lap("order")
+        return slate, (("mmr", "explore") if rushed else ())
+
+    def _items(self, slate: Slate, kept: Filtered, scored: _Scored) -> list[RecItem]:
+        out = []
+        for pos, (j, explored) in enumerate(zip(slate.order, slate.explored, strict=True)):
+            cand: Candidate = kept.kept[j]
+            ranked = scored.p_click is not None and scored.p_purchase is not None
+            out.append(RecItem(
+                item_id=cand.item_id, position=pos, score=float(scored.values[j]), source=cand.source,
+                reason=EXPLORE_REASON if explored else reason_for(cand.source),
+                p_click=float(scored.p_click[j]) if ranked and scored.p_click is not None else None,
+                p_purchase=float(scored.p_purchase[j]) if ranked and scored.p_purchase is not None else None,
+                value=float(scored.values[j]) if ranked else None,
+            ))
+        return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 import faust
@@ -84,7 +85,10 @@ def register(app: faust.App, rt: Runtime) -> None:
                 source=rt.topics.events,
             )
             assert plan.write is not None
-            await write_until_stored(rt.store, plan.write)
+            write = plan.write
+            if rt.tower is not None and plan.users:
+                write = replace(write, user_vectors=rt.tower.embed(list(plan.users.values())))
+            await write_until_stored(rt.store, write)
             applied.update(plan.write.offsets)
             for user_id, state in plan.users.items():
                 key = user_id.encode()

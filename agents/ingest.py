@@ -92,18 +92,28 @@ def plan_batch(
     pairs: list[tuple[str, str, float]] = []
     for user_id, views in by_user.items():
         state = states(user_id) or new_user_state(user_id)
-        before, applied = list(state.last_n), []
+        before, applied = list(state.last_n), list[EventView]()
         n = apply_events(state, views, cfg, applied_out=applied)
         plan.applied += n
         plan.duplicates += len(views) - n
         plan.users[user_id] = state
         plan.encoded[user_id] = encode_state(state)
         pairs += covisit_pairs(before, [v for v in applied if v.event_id in fresh_ids], pools)
-    plan.write = _write(source, msgs, applied_offsets, plan.encoded, fresh, pairs, cfg, pools)
+    plan.write = _write(
+        source=source,
+        msgs=msgs,
+        applied_offsets=applied_offsets,
+        users=plan.encoded,
+        fresh=fresh,
+        pairs=pairs,
+        cfg=cfg,
+        pools=pools,
+    )
     return plan
 
 
 def _write(
+    *,
     source: str,
     msgs: Sequence[RawMessage],
     applied_offsets: Mapping[int, int],

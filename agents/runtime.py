@@ -8,11 +8,16 @@ from dataclasses import dataclass, field
 
 from mode import Service
 
+from agents.funnel.pipeline import Funnel
+from agents.serving_setup import build_funnel, funnel_config
 from state.features import FeatureConfig, UserState, decode_state
 from state.items import ItemRecord
 from state.pools import PoolConfig
+from state.registry import LoadedVersion
+from state.session_tower import SessionTower
 from state.store import OnlineFeatureStore
 from streams.clock import Clock, SystemClock
+from streams.errors import StreamrecError
 from streams.settings import Settings
 from streams.topics import TopicNames, topic_names
 
@@ -34,6 +39,19 @@ def build_store(settings: Settings) -> OnlineFeatureStore:
     return RedisFeatureStore(settings.redis, popularity_half_life_s=settings.features.popularity_half_life_s)
 
 
+def load_champion(settings: Settings) -> LoadedVersion | None:
+    """The registry's champion, verified; None (and a log line) when there is none or it cannot load."""
+    from state.registry import FileRegistry
+
+    registry = FileRegistry(settings.models.registry_dir)
+    try:
+        version = registry.champion()
+        return registry.load(version) if version is not None else None
+    except StreamrecError as exc:
+        log.error("model registry %s: %s; serving without a model", settings.models.registry_dir, exc)
+        return None
+
+
 @dataclass
 class Runtime:
     """Per-worker dependencies handed to every agent's ``register``."""
@@ -46,6 +64,9 @@ class Runtime:
     pools: PoolConfig = field(init=False)
     popular: list[tuple[str, float]] = field(default_factory=list)
     catalog: dict[str, ItemRecord] = field(default_factory=dict)
+    model: LoadedVersion | None = None
+    tower: SessionTower | None = None
+    funnel: Funnel = field(init=False)
     # The events agent binds this to its Faust table's local store (keys are user ids as bytes).
     local_users: MutableMapping[bytes, UserState | bytes] = field(default_factory=dict)
 
@@ -53,10 +74,37 @@ class Runtime:
         self.topics = topic_names(self.settings.kafka)
         self.features = FeatureConfig.from_settings(self.settings.features)
         self.pools = PoolConfig(**self.settings.pools.model_dump())
+        self.funnel = build_funnel(
+            store=self.store,
+            pools=self.pools,
+            features=self.features,
+            loaded=None,
+            catalog=self.catalog,
+            config=funnel_config(self.settings.serving, self.settings.serving.max_k),
+        )
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
-        return cls(settings=settings, store=build_store(settings), clock=clock or SystemClock())
+        rt = cls(settings=settings, store=build_store(settings), clock=clock or SystemClock())
+        rt.use_model(load_champion(settings))
+        return rt
+
+    def use_model(self, loaded: LoadedVersion | None) -> None:
+        """Swap the served model version (None: serve without one, flagged as fallback)."""
+        self.model = loaded
+        self.tower = SessionTower(loaded) if loaded is not None and "user_tower" in loaded.sessions else None
+        self.funnel = build_funnel(
+            store=self.store,
+            pools=self.pools,
+            features=self.features,
+            loaded=loaded,
+            catalog=self.catalog,
+            config=funnel_config(self.settings.serving, self.settings.serving.max_k),
+        )
+
+    @property
+    def model_version(self) -> str:
+        return self.model.manifest.version if self.model is not None else "none"
 
     def user_state(self, user_id: str) -> UserState | None:
         """The user's state from this worker's table partition, decoded on first touch."""

@@ -9,37 +9,46 @@ from typing import Any
 import faust
 
 from agents.dead_letters import DeadLetterSink
-from agents.funnel.baseline import popular_not_seen
 from agents.funnel.requests import Rejected, error_response, triage_request
 from agents.runtime import Runtime
-from state.features import interacted_items
 from streams.codec import encode
 from streams.errors import DecodeError
-from streams.records import ErrorCode, RecommendRequest, RecommendResponse
+from streams.records import ErrorCode, Impression, RecommendRequest, RecommendResponse
 
 log = logging.getLogger(__name__)
 
 
-def answer(rt: Runtime, req: RecommendRequest, received: float) -> RecommendResponse:
-    """Baseline answer from the local state and the cached popular list (pure over the runtime's caches)."""
-    state = rt.user_state(req.user_id)
-    seen = interacted_items(state) if state is not None else frozenset()
-    items = popular_not_seen(rt.popular, seen, frozenset(req.exclude), req.k)
+async def answer(rt: Runtime, req: RecommendRequest, received: float) -> tuple[RecommendResponse, Impression]:
+    """Run the four-stage funnel for one request; degraded answers carry ``fallback``."""
+    serving = rt.settings.serving
+    budget = min(req.deadline_ms or serving.default_deadline_ms, serving.max_deadline_ms)
+    result = await rt.funnel.run(
+        req, rt.user_state(req.user_id), now=rt.clock.now(), budget_ms=budget, fallback_items=rt.popular
+    )
     now = rt.clock.now()
-    return RecommendResponse(
+    served_at = datetime.fromtimestamp(now, UTC)
+    version = "none" if {"no_ranker", "ranker_error"} & set(result.degraded) else rt.model_version
+    # A user with no session vector yet (new user) is served from the pools by design, not degraded.
+    degraded = [d for d in result.degraded if d != "user_vector"]
+    response = RecommendResponse(
         correlation_id=req.correlation_id,
         user_id=req.user_id,
-        items=items,
-        model_version="baseline-popular",
-        fallback=len(items) < req.k,
-        served_at=datetime.fromtimestamp(now, UTC),
+        items=result.items,
+        model_version=version,
+        fallback=bool(degraded) or len(result.items) < req.k,
+        served_at=served_at,
         latency_ms=(now - received) * 1000.0,
     )
+    impression = result.impression(
+        req.correlation_id, req.user_id, variant=response.variant, model_version=version, served_at=served_at
+    )
+    return response, impression
 
 
 def register(app: faust.App, rt: Runtime) -> None:
     """Register the serving agent and the popular-list refresher on ``app``."""
     requests = app.topic(rt.topics.rec_requests)
+    impressions = app.topic(rt.topics.impressions)
     dead = DeadLetterSink(app, rt)
     replies: dict[str, Any] = {}
 
@@ -65,19 +74,27 @@ def register(app: faust.App, rt: Runtime) -> None:
             except DecodeError as exc:
                 await dead.send(exc, msg)
                 continue
+            impression = None
             if isinstance(triaged, Rejected):
                 response, reply_to = triaged.response, triaged.reply_to
             else:
-                response, reply_to = _answer_safely(rt, triaged, received), triaged.reply_to
+                response, impression = await _answer_safely(rt, triaged, received)
+                reply_to = triaged.reply_to
             await reply_topic(reply_to).send(key=response.correlation_id.encode(), value=encode(response))
+            if impression is not None:
+                await impressions.send(
+                    key=response.user_id.encode() if response.user_id else None, value=encode(impression)
+                )
 
 
-def _answer_safely(rt: Runtime, req: RecommendRequest, received: float) -> RecommendResponse:
+async def _answer_safely(
+    rt: Runtime, req: RecommendRequest, received: float
+) -> tuple[RecommendResponse, Impression | None]:
     try:
-        return answer(rt, req, received)
-    except Exception as exc:
+        return await answer(rt, req, received)
+    except Exception as exc:  # the edge: every request gets a reply, the failure is logged
         log.exception("answering %s failed", req.correlation_id)
-        return error_response(
+        resp = error_response(
             correlation_id=req.correlation_id,
             user_id=req.user_id,
             code=ErrorCode.INTERNAL,
@@ -85,3 +102,4 @@ def _answer_safely(rt: Runtime, req: RecommendRequest, received: float) -> Recom
             started=received,
             now=rt.clock.now(),
         )
+        return resp, None

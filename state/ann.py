@@ -85,6 +85,16 @@ class _FaissIndex:
         except (RuntimeError, OSError) as exc:
             raise AnnError(f"{path}: cannot write index: {exc}") from exc
 
+    def stored(self) -> tuple[IdArray, VecArray] | None:
+        """Every stored ``(ids, vectors)`` when the backend keeps them exactly (the exact index), else None."""
+        import faiss
+
+        inner = getattr(self._index, "index", None)
+        if not isinstance(self._index, faiss.IndexIDMap2) or inner is None or not hasattr(inner, "reconstruct_n"):
+            return None
+        ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        return ids, np.asarray(inner.reconstruct_n(0, inner.ntotal), dtype=np.float32)
+
     def _check(self, arr: VecArray, what: str) -> VecArray:
         a = np.ascontiguousarray(arr, dtype=np.float32)
         if a.ndim != 2 or a.shape[1] != self._dim:

@@ -74,6 +74,12 @@ class ServingSettings(_Section):
     max_deadline_ms: float = Field(default=10_000.0, gt=0)
     popular_pool_size: int = Field(default=500, ge=1)
     popular_refresh_s: float = Field(default=1.0, gt=0)
+    candidate_limit: int = Field(default=1000, ge=10)
+    seen_last_n: int = Field(default=20, ge=0, description="hard-filter items among the user's last N")
+    value_formula: Literal["expected_revenue", "click", "purchase", "weighted"] = "expected_revenue"
+    mmr_lambda: float = Field(default=0.8, ge=0, le=1)
+    epsilon: float = Field(default=0.05, ge=0, le=1, description="share of exploration slots")
+    category_cap: int | None = Field(default=None, ge=1)
 
 
 class ModelSettings(_Section):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -71,11 +71,11 @@ class CandidateSource(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A merged candidate: every source that proposed it with its 0-based rank there, and the fused score.
 
     ``sources`` is ordered best rank first (ties by source priority), so ``sources[0]`` is the primary source.
+    A named tuple rather than a dataclass: a request builds a thousand of these, and tuples build fastest.
     """
 
     item_id: str
@@ -101,19 +101,34 @@ def merge_sources(
     >>> [(c.item_id, c.sources, c.source_ranks) for c in out]
     [('b', ('popular', 'ann'), (0, 1)), ('a', ('ann',), (0,))]
     """
-    priority = {name: i for i, name in enumerate(lists)}
-    hits: dict[str, list[tuple[int, int, str]]] = {}
-    for name, ranked in lists.items():
-        seen: set[str] = set()
+    first: dict[str, tuple[int, int, str]] = {}  # item -> (rank, priority, source) of its first hit
+    more: dict[str, list[tuple[int, int, str]]] = {}  # items several sources proposed: every hit
+    for prio, (name, ranked) in enumerate(lists.items()):
         for rank, (item_id, _) in enumerate(ranked[: quotas.get(name, len(ranked))]):
-            if item_id not in seen:  # a source repeating an item keeps its best rank only
-                seen.add(item_id)
-                hits.setdefault(item_id, []).append((rank, priority[name], name))
-    cands = []
-    for item_id, h in hits.items():
-        h.sort()
-        fused = sum(1.0 / (RRF_K + rank + 1) for rank, _, _ in h)
-        cands.append((-fused, h[0][0], h[0][1], item_id, Candidate(item_id, tuple(n for _, _, n in h),
-                                                                    tuple(r for r, _, _ in h), fused)))
-    cands.sort(key=lambda t: t[:4])
-    return [c for *_, c in cands[:limit]]
+            hit = first.get(item_id)
+            if hit is None:
+                first[item_id] = (rank, prio, name)
+            elif hit[2] != name:  # a source repeating an item keeps its best (first) rank only
+                hits = more.setdefault(item_id, [hit])
+                if hits[-1][2] != name:
+                    hits.append((rank, prio, name))
+    for item_id, hits in more.items():
+        hits.sort()
+        first[item_id] = hits[0]
+    keyed = [(-_fused(item_id, hit, more), hit[0], hit[1], item_id) for item_id, hit in first.items()]
+    keyed.sort()
+    out = []
+    for neg, rank, _, item_id in keyed[:limit]:
+        several = more.get(item_id)
+        if several is None:
+            out.append(Candidate(item_id, (first[item_id][2],), (rank,), -neg))
+        else:
+            out.append(Candidate(item_id, tuple(n for _, _, n in several), tuple(r for r, _, _ in several), -neg))
+    return out
+
+
+def _fused(item_id: str, hit: tuple[int, int, str], more: Mapping[str, list[tuple[int, int, str]]]) -> float:
+    hits = more.get(item_id)
+    if hits is None:
+        return 1.0 / (RRF_K + 1 + hit[0])
+    return sum(1.0 / (RRF_K + 1 + r) for r, _, _ in hits)

@@ -46,6 +46,9 @@ class ItemVectors:
 
     def lookup(self, item_ids: Sequence[str], unit: bool = False) -> tuple[F32, Mask]:
         """Embeddings of ``item_ids`` (zeros where unknown) and which ones were found."""
-        rows = self.rows(item_ids)
+        return self.take(self.rows(item_ids), unit)
+
+    def take(self, rows: npt.NDArray[np.int64], unit: bool = False) -> tuple[F32, Mask]:
+        """Embeddings (unit length when ``unit``) of rows from :meth:`rows`, and which are real items."""
         table = self.unit if unit else self.vectors
         return table[rows], rows < len(self.ids)

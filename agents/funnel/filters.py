@@ -50,8 +50,12 @@ class Constraints:
         Constraints(exclude=frozenset({'x'}), category='shoes', min_price=None, max_price=50.0)
         """
         cat = context.get("category")
-        return cls(frozenset(exclude), cat if isinstance(cat, str) and cat else None,
-                   _number(context.get("min_price")), _number(context.get("max_price")))
+        return cls(
+            frozenset(exclude),
+            cat if isinstance(cat, str) and cat else None,
+            _number(context.get("min_price")),
+            _number(context.get("max_price")),
+        )
 
 
 def _number(v: ContextValue | None) -> float | None:
@@ -67,8 +71,9 @@ class Filtered:
     dropped: dict[str, int]
 
 
-def _first_failure(item_id: str, rec: ItemRecord | None, banned: Mapping[str, str], cons: Constraints,
-                   cfg: FilterConfig) -> str | None:
+def _first_failure(
+    item_id: str, rec: ItemRecord | None, banned: Mapping[str, str], cons: Constraints, cfg: FilterConfig
+) -> str | None:
     reason = banned.get(item_id)
     if reason is not None:
         return reason
@@ -96,7 +101,7 @@ def banned_ids(state: UserState | None, cons: Constraints, cfg: FilterConfig) ->
     banned: dict[str, str] = {}
     if state is not None:
         if cfg.seen_last_n:
-            banned.update((item, "seen") for _, _, item in state.last_n[-cfg.seen_last_n:])
+            banned.update((item, "seen") for _, _, item in state.last_n[-cfg.seen_last_n :])
         if cfg.drop_purchased:
             banned.update((item, "purchased") for item in state.purchased)
     banned.update((item, "blocklist") for item in cfg.blocklist)
@@ -104,8 +109,13 @@ def banned_ids(state: UserState | None, cons: Constraints, cfg: FilterConfig) ->
     return banned
 
 
-def apply_filters(cands: Sequence[Candidate], records: Sequence[ItemRecord | None], state: UserState | None,
-                  cons: Constraints, cfg: FilterConfig) -> Filtered:
+def apply_filters(
+    cands: Sequence[Candidate],
+    records: Sequence[ItemRecord | None],
+    state: UserState | None,
+    cons: Constraints,
+    cfg: FilterConfig,
+) -> Filtered:
     """Keep the candidates no filter rejects, in order; ``records`` is aligned with ``cands``.
 
     >>> from state.items import ItemRecord as R

@@ -62,7 +62,8 @@ class HydrationPlan:
     @property
     def is_identity(self) -> bool:
         return len(self.columns) == len(SERVING_FEATURES) and bool(
-            np.array_equal(self.source_index, np.arange(len(SERVING_FEATURES))))
+            np.array_equal(self.source_index, np.arange(len(SERVING_FEATURES)))
+        )
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,9 @@ def item_block(records: Sequence[ItemRecord], now: float, prior: RatePrior = _PR
     return np.column_stack([np.log1p(imp), np.log1p(clicks), ctr, cvr, np.log1p(price), np.log1p(age_days)])
 
 
-def user_item_block(state: UserState, item_ids: Sequence[str], categories: Sequence[str], now: float,
-                    cfg: FeatureConfig) -> F64:
+def user_item_block(
+    state: UserState, item_ids: Sequence[str], categories: Sequence[str], now: float, cfg: FeatureConfig
+) -> F64:
     """``USER_ITEM_FEATURE_NAMES`` for every item, ``[N, 7]`` (vectorised ``user_item_features``)."""
     aff = category_affinity(state, now, cfg)
     total = sum(aff.values())
@@ -111,13 +113,23 @@ def user_item_block(state: UserState, item_ids: Sequence[str], categories: Seque
     share = mine / total if total > 0 else np.zeros(n)
     neg = np.fromiter((i in negative for i in item_ids), dtype=np.float64, count=n)
     bought = np.fromiter((i in state.purchased for i in item_ids), dtype=np.float64, count=n)
-    return np.column_stack([mine, share, (count > 0).astype(np.float64), count,
-                            np.minimum(since, cfg.idle_ttl_s), neg, bought])
+    return np.column_stack(
+        [mine, share, (count > 0).astype(np.float64), count, np.minimum(since, cfg.idle_ttl_s), neg, bought]
+    )
 
 
-def hydrate(plan: HydrationPlan, user_id: str, state: UserState | None, item_ids: Sequence[str],
-            records: Sequence[ItemRecord | None], *, now: float, cfg: FeatureConfig,
-            tt_dot: F32 | None = None, tt_found: npt.NDArray[np.bool_] | None = None) -> Hydrated:
+def hydrate(
+    plan: HydrationPlan,
+    user_id: str,
+    state: UserState | None,
+    item_ids: Sequence[str],
+    records: Sequence[ItemRecord | None],
+    *,
+    now: float,
+    cfg: FeatureConfig,
+    tt_dot: F32 | None = None,
+    tt_found: npt.NDArray[np.bool_] | None = None,
+) -> Hydrated:
     """Rows equal to ``serving_row(user_features, user_item_features, record, now, tt_dot)``, laid out by ``plan``.
 
     ``tt_dot`` holds the two-tower scores (0 where ``tt_found`` is False or when absent).

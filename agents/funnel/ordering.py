@@ -33,9 +33,13 @@ class OrderingConfig:
     max_k: int = 100
 
     def __post_init__(self) -> None:
-        ok = (0.0 <= self.min_lambda <= self.mmr_lambda <= self.max_lambda <= 1.0
-              and 0.0 <= self.epsilon <= self.max_epsilon <= 1.0 and self.explore_pool >= 1 and self.max_k >= 1
-              and (self.category_cap is None or self.category_cap >= 1))
+        ok = (
+            0.0 <= self.min_lambda <= self.mmr_lambda <= self.max_lambda <= 1.0
+            and 0.0 <= self.epsilon <= self.max_epsilon <= 1.0
+            and self.explore_pool >= 1
+            and self.max_k >= 1
+            and (self.category_cap is None or self.category_cap >= 1)
+        )
         if not ok:
             raise ValueError(f"inconsistent ordering config: {self}")
 
@@ -62,8 +66,9 @@ def resolve_knobs(k: int, context: Mapping[str, ContextValue], cfg: OrderingConf
     lam, eps = context.get("mmr_lambda"), context.get("epsilon")
     lam_v = float(lam) if isinstance(lam, int | float) and not isinstance(lam, bool) else cfg.mmr_lambda
     eps_v = float(eps) if isinstance(eps, int | float) and not isinstance(eps, bool) else cfg.epsilon
-    return Knobs(int(_clamp(k, 1, cfg.max_k)), _clamp(lam_v, cfg.min_lambda, cfg.max_lambda),
-                 _clamp(eps_v, 0.0, cfg.max_epsilon))
+    return Knobs(
+        int(_clamp(k, 1, cfg.max_k)), _clamp(lam_v, cfg.min_lambda, cfg.max_lambda), _clamp(eps_v, 0.0, cfg.max_epsilon)
+    )
 
 
 def category_codes(categories: Sequence[str]) -> I64:
@@ -76,8 +81,9 @@ def category_codes(categories: Sequence[str]) -> I64:
     return codes.astype(np.int64).reshape(-1)
 
 
-def mmr(values: F64, unit: F32 | None, k: int, lam: float, *, cats: I64 | None = None,
-        cap: int | None = None) -> list[int]:
+def mmr(
+    values: F64, unit: F32 | None, k: int, lam: float, *, cats: I64 | None = None, cap: int | None = None
+) -> list[int]:
     """Greedy maximal marginal relevance: pick ``argmax lam * rel - (1 - lam) * max cosine to the picked``.
 
     ``rel`` is ``values`` min-max scaled to [0, 1] so ``lam`` does not depend on the value's units; ties go to
@@ -141,8 +147,15 @@ def explore_pool(values: F64, exploit: Sequence[int], size: int) -> I64:
     return best[rest[best]][:size].astype(np.int64)
 
 
-def epsilon_greedy(exploit: Sequence[int], pool: I64, epsilon: float, rng: np.random.Generator, *,
-                   cats: I64 | None = None, cap: int | None = None) -> Slate:
+def epsilon_greedy(
+    exploit: Sequence[int],
+    pool: I64,
+    epsilon: float,
+    rng: np.random.Generator,
+    *,
+    cats: I64 | None = None,
+    cap: int | None = None,
+) -> Slate:
     """Fill ``len(exploit)`` slots: each slot, with probability ``epsilon``, shows a uniform draw from what is
     left of ``pool`` (respecting ``cap`` against the items shown so far), otherwise the next exploit item.
 

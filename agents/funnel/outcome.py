@@ -40,11 +40,19 @@ class FunnelResult:
     def fallback(self) -> bool:
         return bool(self.degraded)
 
-    def impression(self, correlation_id: str, user_id: str, *, variant: str, model_version: str,
-                   served_at: datetime) -> Impression:
+    def impression(
+        self, correlation_id: str, user_id: str, *, variant: str, model_version: str, served_at: datetime
+    ) -> Impression:
         """The impressions-topic record of this list (positions, propensities, the feature rows used)."""
         return Impression(
-            correlation_id=correlation_id, user_id=user_id, variant=variant, model_version=model_version,
-            items=self.items, propensities=self.propensities, feature_columns=list(self.feature_columns),
-            features=self.features.tolist(), fallback=self.fallback, served_at=served_at,
+            correlation_id=correlation_id,
+            user_id=user_id,
+            variant=variant,
+            model_version=model_version,
+            items=self.items,
+            propensities=self.propensities,
+            feature_columns=list(self.feature_columns),
+            features=self.features.tolist(),
+            fallback=self.fallback,
+            served_at=served_at,
         )

@@ -48,9 +48,16 @@ from streams.records import RecItem, RecommendRequest
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 
-DEFAULT_QUOTAS: Mapping[str, int] = {"ann": 400, "covisit": 150, "category": 150, "trending": 150, "fresh": 50,
-                                     "popular": 200}
+DEFAULT_QUOTAS: Mapping[str, int] = {
+    "ann": 400,
+    "covisit": 150,
+    "category": 150,
+    "trending": 150,
+    "fresh": 50,
+    "popular": 200,
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class FunnelConfig:
 
     ``reserve_ms``: when less than this is left of a request's budget before ordering, MMR and exploration
     are skipped (plain value order with caps). ``seed`` makes exploration reproducible per correlation id.
+    ``catalog_first``: take item records from the worker's local catalog and ask the store only for the
+    ones it lacks (saves the per-request decode of ~1,000 records; counters are as fresh as the catalog).
     """
 
     quotas: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
@@ -68,6 +77,7 @@ class FunnelConfig:
     surface_values: Mapping[str, ValueConfig] = field(default_factory=dict)
     ordering: OrderingConfig = field(default_factory=OrderingConfig)
     reserve_ms: float = 3.0
+    catalog_first: bool = False
     user_categories: int = 2
     seed: int = 0
 
@@ -120,24 +130,41 @@ class Funnel:
     ``catalog`` is the worker's local item table, read when the store cannot answer.
     """
 
-    def __init__(self, config: FunnelConfig, store: OnlineFeatureStore, sources: Sequence[CandidateSource], *,
-                 ranker: Ranker | None = None, plan: HydrationPlan | None = None, vectors: ItemVectors | None = None,
-                 features: FeatureConfig | None = None, catalog: Mapping[str, ItemRecord] | None = None,
-                 timer: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        config: FunnelConfig,
+        store: OnlineFeatureStore,
+        sources: Sequence[CandidateSource],
+        *,
+        ranker: Ranker | None = None,
+        plan: HydrationPlan | None = None,
+        vectors: ItemVectors | None = None,
+        features: FeatureConfig | None = None,
+        catalog: Mapping[str, ItemRecord] | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.config, self.store, self.sources = config, store, list(sources)
         self.features = features or FeatureConfig()
         self.catalog = catalog if catalog is not None else {}
         self.timer = timer
         self.ranker, self.plan, self.vectors = ranker, plan or HydrationPlan.serving(), vectors
 
-    def set_model(self, ranker: Ranker | None, plan: HydrationPlan | None = None,
-                  vectors: ItemVectors | None = None) -> None:
+    def set_model(
+        self, ranker: Ranker | None, plan: HydrationPlan | None = None, vectors: ItemVectors | None = None
+    ) -> None:
         """Swap the model (``ranker=None``: serve in retrieval order with ``fallback`` set)."""
         self.ranker, self.plan, self.vectors = ranker, plan or HydrationPlan.serving(), vectors
 
-    async def run(self, request: RecommendRequest, state: UserState | None, *, now: float,
-                  budget_ms: float | None = None, fallback_items: Sequence[tuple[str, float]] = (),
-                  rng: np.random.Generator | None = None) -> FunnelResult:
+    async def run(
+        self,
+        request: RecommendRequest,
+        state: UserState | None,
+        *,
+        now: float,
+        budget_ms: float | None = None,
+        fallback_items: Sequence[tuple[str, float]] = (),
+        rng: np.random.Generator | None = None,
+    ) -> FunnelResult:
         """Answer ``request`` for a user in ``state`` (None: new user) at wall-clock ``now``.
 
         ``budget_ms`` is what is left of the request's deadline; ``fallback_items`` (the worker's cached
@@ -154,22 +181,33 @@ class Funnel:
         records = await self._records([c.item_id for c in cands], run)
         kept = apply_filters(cands, records, state, cons, self.config.filters)
         run.lap("filter")
-        scored = self._score(request, ctx, kept, now, run)
-        slate, skipped = self._order(scored.values, kept, knobs, correlation_id=request.correlation_id, rng=rng,
-                                     run=run)
+        rows = self.vectors.rows([c.item_id for c in kept.kept]) if self.vectors is not None else None
+        scored = self._score(request, ctx, kept, rows, now=now, run=run)
+        slate, skipped = self._order(
+            scored.values, kept, rows, knobs, correlation_id=request.correlation_id, rng=rng, run=run
+        )
         items = self._items(slate, kept, scored)
         run.lap("respond")
         return FunnelResult(
-            items=items, propensities=slate.propensities, explored=slate.explored,
+            items=items,
+            propensities=slate.propensities,
+            explored=slate.explored,
             features=scored.features[slate.order] if len(scored.features) else scored.features,
-            feature_columns=self.plan.columns if scored.p_click is not None else (), knobs=knobs,
-            stage_ms=run.stage_ms, dropped=kept.dropped, missing=run.missing, source_counts=counts,
-            source_errors=errors, degraded=tuple(run.degraded) + (("no_candidates",) if not items else ()),
-            skipped=skipped, n_candidates=len(cands),
+            feature_columns=self.plan.columns if scored.p_click is not None else (),
+            knobs=knobs,
+            stage_ms=run.stage_ms,
+            dropped=kept.dropped,
+            missing=run.missing,
+            source_counts=counts,
+            source_errors=errors,
+            degraded=tuple(run.degraded) + (("no_candidates",) if not items else ()),
+            skipped=skipped,
+            n_candidates=len(cands),
         )
 
-    async def _context(self, user_id: str, state: UserState | None, now: float, cons: Constraints,
-                       run: _Run) -> RetrievalContext:
+    async def _context(
+        self, user_id: str, state: UserState | None, now: float, cons: Constraints, run: _Run
+    ) -> RetrievalContext:
         vec = None
         if state is not None and self.vectors is not None:
             try:
@@ -183,8 +221,9 @@ class Funnel:
         run.lap("context")
         return RetrievalContext(user_id, state, now, vec, cats, cons.exclude)
 
-    async def _retrieve(self, ctx: RetrievalContext, fallback_items: Sequence[tuple[str, float]],
-                        run: _Run) -> tuple[dict[str, Scored], dict[str, int], dict[str, int]]:
+    async def _retrieve(
+        self, ctx: RetrievalContext, fallback_items: Sequence[tuple[str, float]], run: _Run
+    ) -> tuple[dict[str, Scored], dict[str, int], dict[str, int]]:
         got = await asyncio.gather(*(s.fetch(ctx) for s in self.sources), return_exceptions=True)
         lists: dict[str, Scored] = {}
         errors: dict[str, int] = {}
@@ -202,16 +241,31 @@ class Funnel:
         return lists, {name: len(v) for name, v in lists.items()}, errors
 
     async def _records(self, item_ids: list[str], run: _Run) -> list[ItemRecord | None]:
+        records: list[ItemRecord | None] = [None] * len(item_ids)
+        ask = list(range(len(item_ids)))
+        if self.config.catalog_first:
+            records = [self.catalog.get(i) for i in item_ids]
+            ask = [j for j, r in enumerate(records) if r is None]
         try:
-            records = await self.store.read_items(item_ids) if item_ids else []
+            got = await self.store.read_items([item_ids[j] for j in ask]) if ask else []
         except StreamrecError:
             run.degraded.append("items_store")
-            records = [self.catalog.get(i) for i in item_ids]
+            got = [self.catalog.get(item_ids[j]) for j in ask]
+        for j, rec in zip(ask, got, strict=True):
+            records[j] = rec
         run.lap("items")
         return records
 
-    def _score(self, request: RecommendRequest, ctx: RetrievalContext, kept: Filtered, now: float,
-               run: _Run) -> _Scored:
+    def _score(
+        self,
+        request: RecommendRequest,
+        ctx: RetrievalContext,
+        kept: Filtered,
+        rows: I64 | None,
+        *,
+        now: float,
+        run: _Run,
+    ) -> _Scored:
         retrieval = np.array([c.score for c in kept.kept], dtype=np.float64)
         empty = np.zeros((0, len(self.plan.columns)), np.float32)
         if self.ranker is None or not kept.kept:
@@ -219,9 +273,18 @@ class Funnel:
                 run.degraded.append("no_ranker")
             return _Scored(retrieval, None, None, empty)
         ids = [c.item_id for c in kept.kept]
-        dots, found = self._tt_dots(ids, ctx.user_vector)
-        hyd = hydrate(self.plan, ctx.user_id, ctx.state, ids, kept.records, now=now, cfg=self.features,
-                      tt_dot=dots, tt_found=found)
+        dots, found = self._tt_dots(rows, ctx.user_vector)
+        hyd = hydrate(
+            self.plan,
+            ctx.user_id,
+            ctx.state,
+            ids,
+            kept.records,
+            now=now,
+            cfg=self.features,
+            tt_dot=dots,
+            tt_found=found,
+        )
         run.missing = hyd.missing
         run.lap("hydrate")
         try:
@@ -234,23 +297,31 @@ class Funnel:
         run.lap("score")
         return _Scored(values, p_click, p_purchase, hyd.matrix)
 
-    def _tt_dots(self, ids: list[str], user_vec: F32 | None) -> tuple[F32 | None, npt.NDArray[np.bool_] | None]:
-        if self.vectors is None or user_vec is None or user_vec.shape[0] != self.vectors.dim:
+    def _tt_dots(self, rows: I64 | None, user_vec: F32 | None) -> tuple[F32 | None, npt.NDArray[np.bool_] | None]:
+        if self.vectors is None or rows is None or user_vec is None or user_vec.shape[0] != self.vectors.dim:
             return None, None
-        vecs, found = self.vectors.lookup(ids)
+        vecs, found = self.vectors.take(rows)
         return (vecs @ user_vec).astype(np.float32), found
 
-    def _order(self, values: F64, kept: Filtered, knobs: Knobs, *, correlation_id: str,
-               rng: np.random.Generator | None, run: _Run) -> tuple[Slate, tuple[str, ...]]:
+    def _order(
+        self,
+        values: F64,
+        kept: Filtered,
+        rows: I64 | None,
+        knobs: Knobs,
+        *,
+        correlation_id: str,
+        rng: np.random.Generator | None,
+        run: _Run,
+    ) -> tuple[Slate, tuple[str, ...]]:
         cfg = self.config.ordering
-        cats = category_codes([r.category if r is not None else "" for r in kept.records]) if cfg.category_cap \
-            else None
+        cats = category_codes([r.category if r is not None else "" for r in kept.records]) if cfg.category_cap else None
         rushed = run.rushed(self.config.reserve_ms)
         if rushed:
             run.degraded.append("deadline")
         unit = None
-        if not rushed and self.vectors is not None and knobs.mmr_lambda < 1.0:
-            unit = self.vectors.lookup([c.item_id for c in kept.kept], unit=True)[0]
+        if not rushed and self.vectors is not None and rows is not None and knobs.mmr_lambda < 1.0:
+            unit = self.vectors.take(rows, unit=True)[0]
         exploit = mmr(values, unit, knobs.k, 1.0 if rushed else knobs.mmr_lambda, cats=cats, cap=cfg.category_cap)
         if rushed or knobs.epsilon <= 0.0:
             slate = greedy_slate(exploit)
@@ -266,11 +337,16 @@ class Funnel:
         for pos, (j, explored) in enumerate(zip(slate.order, slate.explored, strict=True)):
             cand: Candidate = kept.kept[j]
             ranked = scored.p_click is not None and scored.p_purchase is not None
-            out.append(RecItem(
-                item_id=cand.item_id, position=pos, score=float(scored.values[j]), source=cand.source,
-                reason=EXPLORE_REASON if explored else reason_for(cand.source),
-                p_click=float(scored.p_click[j]) if ranked and scored.p_click is not None else None,
-                p_purchase=float(scored.p_purchase[j]) if ranked and scored.p_purchase is not None else None,
-                value=float(scored.values[j]) if ranked else None,
-            ))
+            out.append(
+                RecItem(
+                    item_id=cand.item_id,
+                    position=pos,
+                    score=float(scored.values[j]),
+                    source=cand.source,
+                    reason=EXPLORE_REASON if explored else reason_for(cand.source),
+                    p_click=float(scored.p_click[j]) if ranked and scored.p_click is not None else None,
+                    p_purchase=float(scored.p_purchase[j]) if ranked and scored.p_purchase is not None else None,
+                    value=float(scored.values[j]) if ranked else None,
+                )
+            )
         return out

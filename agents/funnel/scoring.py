@@ -150,5 +150,8 @@ def weighted(p_click: F64, p_purchase: F64, price: F64, cfg: ValueConfig) -> F64
 
 ValueFn = Callable[[F64, F64, F64, ValueConfig], F64]
 FORMULAS: dict[FormulaName, ValueFn] = {
-    "click": click, "purchase": purchase, "expected_revenue": expected_revenue, "weighted": weighted,
+    "click": click,
+    "purchase": purchase,
+    "expected_revenue": expected_revenue,
+    "weighted": weighted,
 }

@@ -29,15 +29,17 @@ class AnnSource:
             return []
         ids, scores = self.index.search(ctx.user_vector.reshape(1, -1), self.k)
         n = len(self.item_ids)
-        return [(self.item_ids[i], float(s)) for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
-                if 0 <= i < n]
+        return [
+            (self.item_ids[i], float(s)) for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if 0 <= i < n
+        ]
 
 
 class CovisitSource:
     """Items co-visited with the user's most recent distinct items, weights summed over those seeds."""
 
-    def __init__(self, store: OnlineFeatureStore, pools: PoolConfig, seeds: int = 5, per_seed: int = 50,
-                 name: str = "covisit") -> None:
+    def __init__(
+        self, store: OnlineFeatureStore, pools: PoolConfig, seeds: int = 5, per_seed: int = 50, name: str = "covisit"
+    ) -> None:
         self.store, self.pools, self.seeds, self.per_seed, self._name = store, pools, seeds, per_seed, name
 
     @property
@@ -78,8 +80,16 @@ class PoolSource:
     per-category pools of up to ``max_categories`` categories (best ranks first).
     """
 
-    def __init__(self, store: OnlineFeatureStore, kind: PoolKind, pools: PoolConfig, *, n: int = 200,
-                 max_categories: int = 2, name: str | None = None) -> None:
+    def __init__(
+        self,
+        store: OnlineFeatureStore,
+        kind: PoolKind,
+        pools: PoolConfig,
+        *,
+        n: int = 200,
+        max_categories: int = 2,
+        name: str | None = None,
+    ) -> None:
         self.store, self.kind, self.pools, self.n, self.max_categories = store, kind, pools, n, max_categories
         self._name = name or kind
 
@@ -144,5 +154,13 @@ def strongest_categories(affinity: dict[str, float], n: int) -> tuple[str, ...]:
     return tuple(c for _, c in ranked[:n])
 
 
-__all__ = ["AnnSource", "CovisitSource", "PoolKind", "PoolSource", "StaticSource", "interleave",
-           "recent_items", "strongest_categories"]
+__all__ = [
+    "AnnSource",
+    "CovisitSource",
+    "PoolKind",
+    "PoolSource",
+    "StaticSource",
+    "interleave",
+    "recent_items",
+    "strongest_categories",
+]

@@ -13,7 +13,7 @@ from agents.runtime import Runtime
 from state.memory_store import MemoryFeatureStore
 from streams.app import create_app
 from streams.clock import FakeClock
-from streams.records import DeadLetter, RecommendResponse
+from streams.records import DeadLetter, Impression, RecommendResponse
 from streams.settings import load_settings
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -68,6 +68,9 @@ async def test_serving_answers_with_popular_unseen_items(runtime: Runtime, monke
     sent = capture_sends(monkeypatch)
     async with serve.test_context() as agent:
         await agent.put(orjson.dumps({"correlation_id": "c1", "user_id": "bob", "k": 2}), key=b"bob")
-    assert [name for name, _ in sent] == [runtime.topics.rec_responses]
+    assert [name for name, _ in sent] == [runtime.topics.rec_responses, runtime.topics.impressions]
     resp = RecommendResponse.model_validate_json(sent[0][1])
+    logged = Impression.model_validate_json(sent[1][1])
+    assert logged.correlation_id == "c1" and [it.item_id for it in logged.items] == [it.item_id for it in resp.items]
+    assert len(logged.propensities) == len(logged.items)
     assert resp.correlation_id == "c1" and [it.item_id for it in resp.items] == ["i1", "i2"]

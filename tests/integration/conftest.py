@@ -46,8 +46,10 @@ def base_settings() -> Settings:
     return settings
 
 
-def fresh_settings(base: Settings, tag: str, **worker: object) -> Settings:
+def fresh_settings(base: Settings, tag: str, serving: dict[str, object] | None = None, **worker: object) -> Settings:
     settings = isolated(base, tag, **worker)
+    if serving:
+        settings = settings.model_copy(update={"serving": settings.serving.model_copy(update=serving)})
     asyncio.run(ensure_topics(settings.kafka))
     return settings
 
@@ -60,7 +62,8 @@ def drop_topics(settings: Settings) -> None:
 @pytest.fixture(scope="module")
 def running_worker(base_settings: Settings, request: pytest.FixtureRequest) -> Iterator[tuple[Settings, WorkerProcess]]:
     """One worker for the module, on fresh topics, answering requests before the tests start."""
-    settings = fresh_settings(base_settings, request.module.__name__.rsplit(".", 1)[-1].replace("_", "-"))
+    serving = getattr(request.module, "SERVING", None)  # a module may pin serving settings (e.g. no exploration)
+    settings = fresh_settings(base_settings, request.module.__name__.rsplit(".", 1)[-1].replace("_", "-"), serving)
     worker = WorkerProcess(settings, LOGS / f"{settings.worker.app_id}.log").start()
     try:
         asyncio.run(_wait_serving(settings, worker))

@@ -19,6 +19,7 @@ from streams.topics import topic_names
 from tests.integration.conftest import read_topic
 
 NOW = datetime.now(UTC)
+SERVING = {"epsilon": 0.0}  # exact lists: no exploration slots
 
 
 def event(i: int, user: str, item: str, kind: str = "view", age_s: float = 60.0) -> bytes:

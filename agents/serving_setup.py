@@ -1,0 +1,88 @@
+"""Builds the serving funnel of a worker from settings, the online store and the loaded model version."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from agents.funnel.candidates import CandidateSource
+from agents.funnel.embeddings import ItemVectors
+from agents.funnel.hydrate import HydrationPlan
+from agents.funnel.filters import FilterConfig
+from agents.funnel.ordering import OrderingConfig
+from agents.funnel.pipeline import Funnel, FunnelConfig
+from agents.funnel.scoring import OnnxRanker, Ranker, ValueConfig
+from agents.funnel.sources import AnnSource, CovisitSource, PoolSource
+from state.features import FeatureConfig
+from state.items import ItemRecord
+from state.pools import PoolConfig
+from state.registry import LoadedVersion
+from state.store import OnlineFeatureStore
+from streams.settings import ServingSettings
+
+log = logging.getLogger(__name__)
+
+
+def item_vectors(loaded: LoadedVersion) -> ItemVectors | None:
+    """Item embeddings of the version (MMR and the two-tower feature), when its index can return them."""
+    stored = loaded.index.stored() if loaded.index is not None and hasattr(loaded.index, "stored") else None
+    if stored is None:
+        return None
+    ids, vecs = stored
+    return ItemVectors([loaded.item_ids[i] for i in ids.tolist()], vecs)
+
+
+def model_parts(loaded: LoadedVersion | None) -> tuple[Ranker | None, HydrationPlan | None, ItemVectors | None]:
+    """Ranker, feature layout and item vectors of a version; all None without a model."""
+    if loaded is None or "ranker" not in loaded.sessions:
+        return None, None, item_vectors(loaded) if loaded is not None else None
+    plan = HydrationPlan.from_spec(loaded.spec.graphs["ranker"].inputs[0])
+    return OnnxRanker(loaded.sessions["ranker"]), plan, item_vectors(loaded)
+
+
+def sources(store: OnlineFeatureStore, pools: PoolConfig, loaded: LoadedVersion | None) -> list[CandidateSource]:
+    """Retrieval channels: ANN over the version's item index (when there is one), co-visitation and the pools."""
+    out: list[CandidateSource] = []
+    if loaded is not None and loaded.index is not None:
+        out.append(AnnSource(loaded.index, loaded.item_ids, k=300))
+    out.append(CovisitSource(store, pools))
+    out += [PoolSource(store, kind, pools) for kind in ("trending", "fresh", "popular", "category")]
+    return out
+
+
+def funnel_config(serving: ServingSettings, max_k: int) -> FunnelConfig:
+    """The funnel's start-up configuration from the settings tree (validated there)."""
+    return FunnelConfig(
+        candidate_limit=serving.candidate_limit,
+        filters=FilterConfig(seen_last_n=serving.seen_last_n),
+        value=ValueConfig(serving.value_formula),
+        ordering=OrderingConfig(
+            mmr_lambda=serving.mmr_lambda, epsilon=serving.epsilon, category_cap=serving.category_cap, max_k=max_k
+        ),
+        catalog_first=True,
+    )
+
+
+def build_funnel(
+    *,
+    store: OnlineFeatureStore,
+    pools: PoolConfig,
+    features: FeatureConfig,
+    loaded: LoadedVersion | None,
+    catalog: Mapping[str, ItemRecord],
+    config: FunnelConfig | None = None,
+) -> Funnel:
+    """The funnel a worker serves with; ``Funnel.set_model`` swaps versions later."""
+    ranker, plan, vectors = model_parts(loaded)
+    if loaded is not None and ranker is None:
+        log.warning("model %s has no ranker: serving in retrieval order", loaded.manifest.version)
+    return Funnel(
+        config or FunnelConfig(catalog_first=True),
+        store,
+        sources(store, pools, loaded),
+        ranker=ranker,
+        plan=plan,
+        vectors=vectors,
+        features=features,
+        catalog=catalog,
+    )

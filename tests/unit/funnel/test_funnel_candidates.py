@@ -1,0 +1,99 @@
+"""Retrieval: the de-duplicating merge and every candidate source over the in-memory store and an exact index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from funnel_world import CFG, POOLS, T0, World, build_world
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agents.funnel.candidates import RRF_K, RetrievalContext, merge_sources
+from agents.funnel.sources import AnnSource, CovisitSource, PoolSource, StaticSource, recent_items
+from state.features import category_affinity
+
+
+def test_merge_keeps_every_source_and_rank_and_fuses_scores() -> None:
+    lists = {"ann": [("a", 0.9), ("b", 0.8), ("c", 0.7)], "trending": [("c", 10.0), ("d", 5.0)]}
+    out = merge_sources(lists, {}, 10)
+    by_id = {c.item_id: c for c in out}
+    assert [c.item_id for c in out] == ["c", "a", "b", "d"]  # b and d tie: ann comes first in the mapping
+    assert by_id["c"].sources == ("trending", "ann") and by_id["c"].source_ranks == (0, 2)
+    assert by_id["c"].score == pytest.approx(1 / (RRF_K + 1) + 1 / (RRF_K + 3))
+    assert by_id["a"].source == "ann"
+
+
+def test_quotas_cut_each_source_before_merging_and_limit_cuts_the_total() -> None:
+    lists = {"ann": [(f"a{i}", 1.0) for i in range(10)], "popular": [(f"p{i}", 1.0) for i in range(10)]}
+    out = merge_sources(lists, {"ann": 3, "popular": 0}, 100)
+    assert [c.item_id for c in out] == ["a0", "a1", "a2"]
+    assert len(merge_sources(lists, {}, 5)) == 5
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.sampled_from(["ann", "covisit", "trending", "popular"]),
+                       st.lists(st.sampled_from("abcdefghij"), max_size=8), max_size=4))
+def test_merge_is_deterministic_and_duplicate_free(raw: dict[str, list[str]]) -> None:
+    lists = {name: [(i, 1.0) for i in items] for name, items in raw.items()}
+    a, b = merge_sources(lists, {}, 50), merge_sources(dict(lists), {}, 50)
+    assert a == b
+    ids = [c.item_id for c in a]
+    assert len(ids) == len(set(ids)) == len({i for items in raw.values() for i in items})
+    for c in a:  # every source that proposed the item is kept, with its best rank there
+        for name, rank in zip(c.sources, c.source_ranks, strict=True):
+            assert raw[name].index(c.item_id) == rank
+        assert {n for n, items in raw.items() if c.item_id in items} == set(c.sources)
+    assert [c.score for c in a] == sorted((c.score for c in a), reverse=True)
+
+
+def _ctx(w: World, *, new: bool = False, cats: tuple[str, ...] = ()) -> RetrievalContext:
+    vec = None if new else (w.vectors.vectors[5] + w.vectors.vectors[9])
+    return RetrievalContext("u1", None if new else w.state, T0, vec, cats)
+
+
+async def test_ann_source_returns_the_exact_nearest_items() -> None:
+    w = await build_world()
+    got = await AnnSource(w.index, w.vectors.ids, k=5).fetch(_ctx(w))
+    q = w.vectors.vectors[5] + w.vectors.vectors[9]
+    dots = w.vectors.vectors[:60] @ q
+    want = [w.vectors.ids[j] for j in np.argsort(-dots)[:5]]
+    assert [i for i, _ in got] == want
+    assert [s for _, s in got] == pytest.approx(sorted(dots, reverse=True)[:5], rel=1e-5)
+    assert await AnnSource(w.index, w.vectors.ids).fetch(_ctx(w, new=True)) == []
+
+
+async def test_covisit_sums_over_recent_items_and_drops_the_seeds() -> None:
+    w = await build_world()
+    ctx = _ctx(w)
+    assert recent_items(ctx, 3) == ["i13", "i09", "i05"]
+    got = dict(await CovisitSource(w.store, POOLS).fetch(ctx))
+    assert set(got) == {"i30", "i31", "i32"}  # i09 is a seed, so not proposed again
+    assert got["i31"] == pytest.approx(4.0)  # 2 from i05 + 2 from i09, read at the reference time
+    assert list(got) == ["i31", "i30", "i32"]
+    assert await CovisitSource(w.store, POOLS).fetch(_ctx(w, new=True)) == []
+
+
+async def test_pools_answer_new_users_too() -> None:
+    w = await build_world()
+    new = _ctx(w, new=True)
+    trending = await PoolSource(w.store, "trending", POOLS, n=3).fetch(new)
+    assert [i for i, _ in trending] == ["i00", "i02", "i04"]
+    popular = await PoolSource(w.store, "popular", POOLS, n=2).fetch(new)
+    assert [i for i, _ in popular] == ["i59", "i58"]
+    fresh = await PoolSource(w.store, "fresh", POOLS, n=100).fetch(new)
+    assert len(fresh) == 20 and fresh[0][1] == T0
+    assert await PoolSource(w.store, "category", POOLS).fetch(new) == []  # no category known
+
+
+async def test_category_pool_interleaves_the_context_categories() -> None:
+    w = await build_world()
+    strongest = max(category_affinity(w.state, T0, CFG).items(), key=lambda t: t[1])[0]
+    assert strongest == "bags"
+    got = await PoolSource(w.store, "category", POOLS, n=4).fetch(_ctx(w, cats=("bags", "hats")))
+    assert [i for i, _ in got] == ["i57", "i58", "i53", "i54"]
+    assert [w.items[i].category for i, _ in got] == ["bags", "hats", "bags", "hats"]
+
+
+async def test_static_source_respects_exclude() -> None:
+    ctx = RetrievalContext("u", None, T0, exclude=frozenset({"b"}))
+    assert await StaticSource([("a", 2.0), ("b", 1.0)]).fetch(ctx) == [("a", 2.0)]

@@ -38,6 +38,9 @@ def _mlp(n_in: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, n_out), nn.ReLU())
 
 
+Z_CLIP = 6.0
+
+
 class MultiTaskRanker(nn.Module):
     """Raw features in, (click logit, purchase-given-click logit) out; standardisation is part of the model."""
 
@@ -49,7 +52,11 @@ class MultiTaskRanker(nn.Module):
         super().__init__()
         n = int(mean.shape[0])
         self.register_buffer("mean", torch.from_numpy(mean).float())
-        self.register_buffer("inv_std", torch.from_numpy(1.0 / np.maximum(std, 1e-6)).float())
+        # A feature (nearly) constant in training carries no signal: it is ignored rather than scaled by
+        # ~1e6, which would saturate every prediction the first time serving sees another value of it.
+        informative = std > 1e-3 * np.maximum(1.0, np.abs(mean))
+        inv_std = np.where(informative, 1.0 / np.maximum(std, 1e-12), 0.0)
+        self.register_buffer("inv_std", torch.from_numpy(inv_std).float())
         self.register_buffer("temperature", torch.ones(2))
         n_paths = max(cfg.n_experts, 1)
         self.experts = nn.ModuleList([_mlp(n, cfg.hidden) for _ in range(n_paths)])
@@ -59,7 +66,8 @@ class MultiTaskRanker(nn.Module):
         )
 
     def logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        z = (x - self.mean) * self.inv_std
+        # Clipped standard scores: serving values far outside the training range cannot saturate the towers.
+        z = ((x - self.mean) * self.inv_std).clamp(-Z_CLIP, Z_CLIP)
         if self.gates is None:
             shared = self.experts[0](z)
             inputs = [shared, shared]

@@ -38,6 +38,7 @@ async def answer(rt: Runtime, req: RecommendRequest, received: float) -> tuple[R
         fallback=bool(degraded) or len(result.items) < req.k,
         served_at=served_at,
         latency_ms=(now - received) * 1000.0,
+        stage_ms={k: round(v, 3) for k, v in result.stage_ms.items()},
     )
     impression = result.impression(
         req.correlation_id, req.user_id, variant=response.variant, model_version=version, served_at=served_at

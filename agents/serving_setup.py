@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 from agents.funnel.candidates import CandidateSource
 from agents.funnel.embeddings import ItemVectors
-from agents.funnel.hydrate import HydrationPlan
 from agents.funnel.filters import FilterConfig
+from agents.funnel.hydrate import HydrationPlan
 from agents.funnel.ordering import OrderingConfig
 from agents.funnel.pipeline import Funnel, FunnelConfig
 from agents.funnel.scoring import OnnxRanker, Ranker, ValueConfig

@@ -58,6 +58,7 @@ def serve(
     warm_events: Annotated[int, typer.Option(help="simulated events streamed before the load")] = 50_000,
     users: int = 20_000,
     items: int = 20_000,
+    train: Annotated[str, typer.Option(help="train a model of this config first (tiny|default), or 'none'")] = "tiny",
     json_out: JsonOut = None,
 ) -> None:
     """Request -> response latency through the real broker, with the bare echo floor from the same run."""
@@ -66,7 +67,15 @@ def serve(
 
     result = asyncio.run(
         run_serve(
-            load_settings(), rps=rps, seconds=seconds, k=k, warm_events=warm_events, users=users, items=items, logs=LOGS
+            load_settings(),
+            rps=rps,
+            seconds=seconds,
+            k=k,
+            warm_events=warm_events,
+            users=users,
+            items=items,
+            logs=LOGS,
+            train=None if train == "none" else train,
         )
     )
     _report("serve", result, json_out)

@@ -8,6 +8,7 @@ group is caught up and unknown (``None``) when that record could not be read in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -54,13 +55,13 @@ class PartitionLag:
     lag_seconds: float | None
 
 
-def partition_lag(group: str, tp: TopicPartition, committed: int | None, start: int, end: int,
+def partition_lag(group: str, tp: TopicPartition, committed: int | None, start: int, end: int, *,
                   first_ts_ms: int | None, now: float) -> PartitionLag:
     """Lag counted from where the group would resume: its commit, or the log start if that is later or absent.
 
-    >>> partition_lag("g", TopicPartition("t", 0), 4, 0, 10, 1_000_000, now=1_030.5).lag_seconds
+    >>> partition_lag("g", TopicPartition("t", 0), 4, 0, 10, first_ts_ms=1_000_000, now=1_030.5).lag_seconds
     30.5
-    >>> partition_lag("g", TopicPartition("t", 0), None, 3, 10, None, now=0.0).lag_messages
+    >>> partition_lag("g", TopicPartition("t", 0), None, 3, 10, first_ts_ms=None, now=0.0).lag_messages
     7
     """
     lag = max(0, end - _position(committed, start))
@@ -205,7 +206,8 @@ class LagMonitor:
         lagging = {(tp, _position(off, starts[tp])) for c in commits.values() for tp, off in c.items()}
         stamps = await self._stamps({(tp, pos) for tp, pos in lagging if pos < ends[tp]})
         now = self._clock()
-        rows = [partition_lag(g, tp, off, starts[tp], ends[tp], stamps.get((tp, _position(off, starts[tp]))), now)
+        rows = [partition_lag(g, tp, off, starts[tp], ends[tp],
+                              first_ts_ms=stamps.get((tp, _position(off, starts[tp]))), now=now)
                 for g, c in commits.items() for tp, off in sorted(c.items())]
         return LagSnapshot(now, tuple(rows))
 
@@ -274,7 +276,7 @@ class LagCollector(Collector):
         yield ok
 
 
-async def run_exporter(monitor: LagMonitor, collector: LagCollector, groups: Sequence[str], interval_s: float,
+async def run_exporter(monitor: LagMonitor, collector: LagCollector, groups: Sequence[str], *, interval_s: float,
                        stop: asyncio.Event, on_poll: Callable[[LagSnapshot | None], None] | None = None) -> None:
     """Poll the broker every ``interval_s`` into ``collector`` until ``stop`` is set; a failed poll marks it down."""
     while not stop.is_set():
@@ -286,7 +288,5 @@ async def run_exporter(monitor: LagMonitor, collector: LagCollector, groups: Seq
             collector.failed()  # the exporter keeps running: Kafka outages are what it must report
         if on_poll is not None:
             on_poll(snap)
-        try:
+        with contextlib.suppress(TimeoutError):  # the interval elapsed without a stop: poll again
             await asyncio.wait_for(stop.wait(), interval_s)
-        except TimeoutError:
-            pass

@@ -103,6 +103,7 @@ class RecommendResponse(_Record):
     error: ErrorInfo | None = None
     served_at: datetime
     latency_ms: float = 0.0
+    stage_ms: dict[str, float] = Field(default_factory=dict, description="time per funnel stage (diagnostics)")
 
 
 class DeadLetter(_Record):

@@ -21,6 +21,7 @@ async def open_loop(
 ) -> dict[str, Any]:
     """Send ``rps`` requests per second for ``seconds`` regardless of replies; measure each round trip."""
     latencies: list[float] = []
+    stages: dict[str, list[float]] = {}
     counts = {"requests": 0, "errors": 0, "timeouts": 0, "fallbacks": 0}
 
     async def one(i: int) -> None:
@@ -31,6 +32,8 @@ async def open_loop(
             counts["timeouts"] += 1
             return
         latencies.append((time.perf_counter() - t0) * 1000.0)
+        for stage, ms in [*resp.stage_ms.items(), ("worker_total", resp.latency_ms)]:
+            stages.setdefault(stage, []).append(ms)
         counts["errors"] += resp.error is not None
         counts["fallbacks"] += resp.fallback
 
@@ -65,8 +68,32 @@ async def measure_echo(settings: Settings, rps: float, seconds: float, logs: Pat
     return {"echo_p50_ms": res["p50_ms"], "echo_p99_ms": res["p99_ms"], "echo_timeouts": res["timeouts"]}
 
 
+def with_trained_model(
+    settings: Settings, events: list[bytes], catalog: list[bytes], config: str, work: Path
+) -> Settings:
+    """Train a model version on the bench's own simulated log and point ``settings`` at its registry."""
+    from streams.demo import train_models
+
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "events.jsonl").write_bytes(b"\n".join(events) + b"\n")
+    (work / "catalog.jsonl").write_bytes(b"\n".join(catalog) + b"\n")
+    train_models(work, work / "registry", config)
+    return settings.model_copy(
+        update={"models": settings.models.model_copy(update={"registry_dir": work / "registry"})}
+    )
+
+
 async def run_serve(
-    base: Settings, *, rps: float, seconds: float, k: int, warm_events: int, users: int, items: int, logs: Path
+    base: Settings,
+    *,
+    rps: float,
+    seconds: float,
+    k: int,
+    warm_events: int,
+    users: int,
+    items: int,
+    logs: Path,
+    train: str | None = "tiny",
 ) -> dict[str, Any]:
     """Warm a worker with simulated traffic, load it open-loop, then measure the echo floor at the same rate."""
     from agents.runtime import build_store
@@ -77,6 +104,8 @@ async def run_serve(
     settings = isolated(base, "bench-serve")
     names = topic_names(settings.kafka)
     events, catalog = simulated_lines(warm_events, seed=5, n_users=users, n_items=items, start=time.time() - 3600)
+    if train is not None:
+        settings = with_trained_model(settings, events, catalog, train, logs / settings.worker.app_id)
     await ensure_topics(settings.kafka)
     store = build_store(settings)
     try:

@@ -1,0 +1,149 @@
+"""Operations commands: `streamrec lag` (table, --watch, --json, thresholds) and `streamrec lag-exporter`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Sequence
+from typing import Annotated, Optional
+
+import orjson
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from streams.lag import LagSettings, LagSnapshot, PartitionLag, breaches
+from streams.settings import KafkaSettings, Settings, load_settings
+
+BREACH_EXIT = 3
+console = Console()
+
+GroupOpt = Annotated[Optional[list[str]], typer.Option("--group", "-g", help="consumer group (repeat); all if unset")]
+
+
+def lag_settings(settings: Settings) -> LagSettings:
+    """The ``lag`` section once the lead adds it to ``Settings``; the defaults until then."""
+    section = getattr(settings, "lag", None)
+    return section if isinstance(section, LagSettings) else LagSettings()
+
+
+def take_snapshot(kafka: KafkaSettings, groups: Sequence[str], timeout_s: float) -> LagSnapshot:
+    """One look at the broker (connects, reads, disconnects)."""
+    from streams.lag import LagMonitor
+
+    async def once() -> LagSnapshot:
+        async with LagMonitor(kafka, timeout_s=timeout_s) as monitor:
+            return await monitor.snapshot(groups)
+
+    return asyncio.run(once())
+
+
+def _fmt_seconds(s: float | None) -> str:
+    return "?" if s is None else f"{s:,.1f}"
+
+
+def lag_table(snap: LagSnapshot, over: Sequence[PartitionLag] = ()) -> Table:
+    """The rich table of a snapshot; rows over a threshold in red."""
+    red = {(r.group, r.topic, r.partition) for r in over}
+    table = Table("group", "topic", "partition", "committed", "end", "lag", "lag s",
+                  title=f"consumer lag at {time.strftime('%H:%M:%S', time.localtime(snap.taken_at))}")
+    for r in snap.rows:
+        style = "red" if (r.group, r.topic, r.partition) in red else None
+        committed = "-" if r.committed is None else f"{r.committed:,}"
+        table.add_row(r.group, r.topic, str(r.partition), committed, f"{r.end:,}", f"{r.lag_messages:,}",
+                      _fmt_seconds(r.lag_seconds), style=style)
+    total = sum(r.lag_messages for r in snap.rows)
+    worst = max((r.lag_seconds for r in snap.rows if r.lag_seconds is not None), default=0.0)
+    table.caption = f"{len(snap.rows)} partitions, {total:,} messages behind, oldest {worst:,.1f} s; {len(red)} over"
+    return table
+
+
+def _json_line(snap: LagSnapshot, over: Sequence[PartitionLag]) -> str:
+    doc = {"taken_at": snap.taken_at, "rows": snap.as_dicts(), "breaches": len(over)}
+    return orjson.dumps(doc).decode()
+
+
+def lag(
+    group: GroupOpt = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="refresh until interrupted")] = False,
+    interval: Annotated[float, typer.Option(min=0.1, help="seconds between refreshes with --watch")] = 2.0,
+    count: Annotated[int, typer.Option(min=0, help="with --watch, stop after this many refreshes (0: never)")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON (one line per refresh) instead of a table")] = False,
+    max_lag_messages: Annotated[Optional[int], typer.Option(min=0, help="breach above this many messages")] = None,
+    max_lag_seconds: Annotated[Optional[float], typer.Option(min=0, help="breach above this age in seconds")] = None,
+) -> None:
+    """Consumer lag per group, topic and partition; exits with code 3 when a threshold is breached."""
+    settings = load_settings()
+    cfg = lag_settings(settings)
+    groups = group or list(cfg.groups)
+    shown = 0
+    over: list[PartitionLag] = []
+    live = Live(console=console, auto_refresh=False) if watch and not as_json else None
+    try:
+        if live is not None:
+            live.start()
+        while True:
+            snap = take_snapshot(settings.kafka, groups, cfg.timeout_s)
+            over = breaches(snap.rows, max_lag_messages, max_lag_seconds)
+            if as_json:
+                typer.echo(_json_line(snap, over))
+            elif live is not None:
+                live.update(lag_table(snap, over), refresh=True)
+            else:
+                console.print(lag_table(snap, over))
+            shown += 1
+            if not watch or shown == count:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass  # --watch ends on Ctrl-C; the exit code reflects the last refresh
+    finally:
+        if live is not None:
+            live.stop()
+    if over:
+        raise typer.Exit(BREACH_EXIT)
+
+
+def lag_exporter(
+    port: Annotated[Optional[int], typer.Option(help="HTTP port for /metrics (defaults to the lag settings)")] = None,
+    host: Annotated[Optional[str], typer.Option(help="address to bind (defaults to the lag settings)")] = None,
+    group: GroupOpt = None,
+    interval: Annotated[Optional[float], typer.Option(min=0.1, help="seconds between broker polls")] = None,
+) -> None:
+    """Serve consumer-lag metrics on /metrics, polling the broker, until interrupted (Ctrl-C or SIGTERM)."""
+    settings = load_settings()
+    cfg = lag_settings(settings)
+    asyncio.run(_export(settings.kafka, cfg, port if port is not None else cfg.port, host or cfg.host,
+                        group or list(cfg.groups), interval or cfg.interval_s))
+
+
+async def _export(kafka: KafkaSettings, cfg: LagSettings, port: int, host: str, groups: list[str],
+                  interval_s: float) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streams.lag import LagCollector, LagMonitor, run_exporter
+    from streams.metrics import serve_metrics
+
+    registry = CollectorRegistry()
+    collector = LagCollector(registry)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    def report(snap: LagSnapshot | None) -> None:
+        if snap is None:
+            console.print("[yellow]poll failed; serving the previous numbers with streamrec_lag_exporter_up 0[/]")
+
+    with serve_metrics(registry, port, host) as server:
+        console.print(f"lag exporter on http://{host}:{server.port}/metrics, groups: {', '.join(groups) or 'all'}")
+        async with LagMonitor(kafka, timeout_s=cfg.timeout_s) as monitor:
+            await run_exporter(monitor, collector, groups, interval_s=interval_s, stop=stop, on_poll=report)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``lag`` and ``lag-exporter`` to the main CLI."""
+    app.command("lag")(lag)
+    app.command("lag-exporter")(lag_exporter)

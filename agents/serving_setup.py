@@ -12,7 +12,7 @@ from agents.funnel.hydrate import HydrationPlan
 from agents.funnel.ordering import OrderingConfig
 from agents.funnel.pipeline import Funnel, FunnelConfig
 from agents.funnel.scoring import OnnxRanker, Ranker, ValueConfig
-from agents.funnel.sources import AnnSource, CovisitSource, PoolSource
+from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolSource
 from state.features import FeatureConfig
 from state.items import ItemRecord
 from state.pools import PoolConfig
@@ -46,7 +46,9 @@ def sources(store: OnlineFeatureStore, pools: PoolConfig, loaded: LoadedVersion 
     if loaded is not None and loaded.index is not None:
         out.append(AnnSource(loaded.index, loaded.item_ids, k=300))
     out.append(CovisitSource(store, pools))
-    out += [PoolSource(store, kind, pools) for kind in ("trending", "fresh", "popular", "category")]
+    out += [
+        CachedPool(PoolSource(store, kind, pools), ttl_s=1.0) for kind in ("trending", "fresh", "popular", "category")
+    ]
     return out
 
 

@@ -47,8 +47,11 @@ def _fmt_seconds(s: float | None) -> str:
 def lag_table(snap: LagSnapshot, over: Sequence[PartitionLag] = ()) -> Table:
     """The rich table of a snapshot; rows over a threshold in red."""
     red = {(r.group, r.topic, r.partition) for r in over}
-    table = Table("group", "topic", "partition", "committed", "end", "lag", "lag s",
-                  title=f"consumer lag at {time.strftime('%H:%M:%S', time.localtime(snap.taken_at))}")
+    table = Table(title=f"consumer lag at {time.strftime('%H:%M:%S', time.localtime(snap.taken_at))}")
+    for name in ("group", "topic"):
+        table.add_column(name, overflow="fold")
+    for name in ("partition", "committed", "end", "lag", "lag s"):
+        table.add_column(name, justify="right")
     for r in snap.rows:
         style = "red" if (r.group, r.topic, r.partition) in red else None
         committed = "-" if r.committed is None else f"{r.committed:,}"

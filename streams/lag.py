@@ -159,17 +159,21 @@ class LagMonitor:
         return sorted(str(g[0]) for g in listed)
 
     async def committed(self, group: str) -> dict[TopicPartition, int | None]:
-        """The group's commits, plus ``None`` for the other partitions of every topic it committed on."""
+        """The group's commits, plus ``None`` for the other partitions of every topic it committed on.
+
+        Commits on topics or partitions that no longer exist are left out: asking the broker for their
+        offsets would hang until the timeout.
+        """
         admin, _ = self._clients()
         offsets = await self._call(admin.list_consumer_group_offsets(group), f"reading offsets of group {group!r}")
-        out: dict[TopicPartition, int | None] = {tp: (m.offset if m.offset >= 0 else None) for tp, m in offsets.items()}
-        topics = sorted({tp.topic for tp in out})
-        if topics:
-            described = await self._call(admin.describe_topics(topics), f"describing topics {topics}")
-            for d in described:
-                if d.get("error_code", 0) == 0:
-                    for p in d.get("partitions", []):
-                        out.setdefault(TopicPartition(d["topic"], p["partition"]), None)
+        topics = sorted({tp.topic for tp in offsets})
+        if not topics:
+            return {}
+        described = await self._call(admin.describe_topics(topics), f"describing topics {topics}")
+        live = {TopicPartition(d["topic"], p["partition"]) for d in described if d.get("error_code", 0) == 0
+                for p in d.get("partitions", [])}
+        out: dict[TopicPartition, int | None] = {tp: None for tp in live}
+        out.update({tp: (m.offset if m.offset >= 0 else None) for tp, m in offsets.items() if tp in live})
         return out
 
     async def first_timestamps(self, positions: dict[TopicPartition, int]) -> dict[TopicPartition, int]:

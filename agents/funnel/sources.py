@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from agents.funnel.candidates import RetrievalContext, Scored
@@ -110,6 +111,37 @@ class PoolSource:
             *(self.store.read_decayed(self.pools.category_popular(c), self.n, ctx.now) for c in cats)
         )
         return interleave(per_cat, self.n)
+
+
+class CachedPool:
+    """A :class:`PoolSource` served from memory for ``ttl_s``: pools are the same for every user, so one
+    read per pool (and category) a second replaces one per request. Scores are as fresh as ``ttl_s``."""
+
+    def __init__(self, inner: PoolSource, ttl_s: float, timer: Callable[[], float] = time.monotonic) -> None:
+        self.inner, self.ttl_s, self.timer = inner, ttl_s, timer
+        self._cache: dict[tuple[str, ...], tuple[float, Scored]] = {}
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def _key(self, ctx: RetrievalContext) -> tuple[str, ...]:
+        if self.inner.kind in ("trending", "popular"):
+            return ()
+        if self.inner.kind == "fresh":
+            return ctx.categories[:1]
+        return ctx.categories[: self.inner.max_categories]
+
+    async def fetch(self, ctx: RetrievalContext) -> Scored:
+        key, now = self._key(ctx), self.timer()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        out = await self.inner.fetch(ctx)
+        if len(self._cache) > 4096:  # bounded: category combinations are few, but never unbounded
+            self._cache.clear()
+        self._cache[key] = (now, out)
+        return out
 
 
 def interleave(lists: Sequence[Scored], n: int) -> Scored:

@@ -1,4 +1,4 @@
-"""The lag exporter against the real broker: its offsets equal the admin API's, its lag equals produced minus committed."""
+"""The lag exporter against the real broker: offsets equal the admin API's, lag equals produced minus committed."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
 from agents.funnel.candidates import RetrievalContext, Scored
@@ -107,10 +107,11 @@ class PoolSource:
             name = f"fresh:{ctx.categories[0]}" if ctx.categories else "fresh"
             return await self.store.read_pool(name, self.n)
         cats = ctx.categories[: self.max_categories]
-        per_cat = await asyncio.gather(
-            *(self.store.read_decayed(self.pools.category_popular(c), self.n, ctx.now) for c in cats)
-        )
-        return interleave(per_cat, self.n)
+        return interleave(await asyncio.gather(*(self.read_category(c, ctx.now) for c in cats)), self.n)
+
+    async def read_category(self, category: str, now: float) -> Scored:
+        """The ``n`` most popular items of one category at ``now``."""
+        return await self.store.read_decayed(self.pools.category_popular(category), self.n, now)
 
 
 class CachedPool:
@@ -125,20 +126,23 @@ class CachedPool:
     def name(self) -> str:
         return self.inner.name
 
-    def _key(self, ctx: RetrievalContext) -> tuple[str, ...]:
-        if self.inner.kind in ("trending", "popular"):
-            return ()
-        if self.inner.kind == "fresh":
-            return ctx.categories[:1]
-        return ctx.categories[: self.inner.max_categories]
-
     async def fetch(self, ctx: RetrievalContext) -> Scored:
-        key, now = self._key(ctx), self.timer()
+        if self.inner.kind != "category":
+            key = ctx.categories[:1] if self.inner.kind == "fresh" else ()
+            return await self._cached(key, lambda: self.inner.fetch(ctx))
+        cats = ctx.categories[: self.inner.max_categories]
+        lists = await asyncio.gather(
+            *(self._cached((c,), lambda c=c: self.inner.read_category(c, ctx.now)) for c in cats)  # type: ignore[misc]
+        )
+        return interleave(lists, self.inner.n)
+
+    async def _cached(self, key: tuple[str, ...], read: Callable[[], Awaitable[Scored]]) -> Scored:
+        now = self.timer()
         hit = self._cache.get(key)
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
-        out = await self.inner.fetch(ctx)
-        if len(self._cache) > 4096:  # bounded: category combinations are few, but never unbounded
+        out = await read()
+        if len(self._cache) > 4096:  # bounded: one entry per category, never unbounded
             self._cache.clear()
         self._cache[key] = (now, out)
         return out

@@ -19,6 +19,7 @@ class DeadLetterSink:
 
     def __init__(self, app: faust.App, rt: Runtime) -> None:
         self._topic = app.topic(rt.topics.dead_letters)
+        self._metrics = rt.metrics
         self.count = 0
 
     async def send(self, exc: DecodeError, msg: Any) -> None:
@@ -27,4 +28,5 @@ class DeadLetterSink:
         )
         log.warning("dead letter from %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc)
         self.count += 1
+        self._metrics.dead_letter(exc.reason)
         await self._topic.send(key=msg.key, value=encode(record))

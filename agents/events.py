@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
 import faust
 
 from agents.dead_letters import DeadLetterSink
-from agents.ingest import RawMessage, plan_batch, triage
+from agents.ingest import Decoded, RawMessage, plan_batch, triage
 from agents.runtime import Runtime
 from state.errors import StoreUnavailable
 from state.store import OnlineFeatureStore, WriteBatch
@@ -48,6 +50,15 @@ async def load_missing_items(rt: Runtime, item_ids: set[str]) -> None:
                 rt.catalog[item_id] = rec
 
 
+def _record(rt: Runtime, decoded: list[Decoded], started: float) -> None:
+    """Batch metrics: events by type, batch size and latency, and how stale the oldest event was when stored."""
+    if not decoded:
+        return
+    rt.metrics.events(Counter(d.event.type for d in decoded))
+    rt.metrics.ingest_batch(len(decoded), time.perf_counter() - started)
+    rt.metrics.freshness([rt.clock.now() - min(d.event.ts.timestamp() for d in decoded)])
+
+
 def register(app: faust.App, rt: Runtime) -> None:
     """Register the events agent and the user-state table on ``app``."""
     topic = app.topic(rt.topics.events)
@@ -66,6 +77,7 @@ def register(app: faust.App, rt: Runtime) -> None:
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         rt.local_users = table.data
         async for events in stream.take_events(w.batch_size, within=w.batch_within_s):  # type: ignore[attr-defined]
+            started = time.perf_counter()
             msgs = [
                 RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in events
@@ -89,6 +101,7 @@ def register(app: faust.App, rt: Runtime) -> None:
             if rt.tower is not None and plan.users:
                 write = replace(write, user_vectors=rt.tower.embed(list(plan.users.values())))
             await write_until_stored(rt.store, write)
+            _record(rt, decoded, started)
             applied.update(plan.write.offsets)
             for user_id, state in plan.users.items():
                 key = user_id.encode()

@@ -7,6 +7,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 from mode import Service
+from prometheus_client import CollectorRegistry
 
 from agents.funnel.pipeline import Funnel
 from agents.serving_setup import build_funnel, funnel_config
@@ -18,6 +19,7 @@ from state.session_tower import SessionTower
 from state.store import OnlineFeatureStore
 from streams.clock import Clock, SystemClock
 from streams.errors import StreamrecError
+from streams.metrics import MetricsServer, WorkerMetrics, build_metrics, serve_metrics
 from streams.settings import Settings
 from streams.topics import TopicNames, topic_names
 
@@ -67,6 +69,8 @@ class Runtime:
     model: LoadedVersion | None = None
     tower: SessionTower | None = None
     funnel: Funnel = field(init=False)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    metrics: WorkerMetrics = field(init=False)
     # The events agent binds this to its Faust table's local store (keys are user ids as bytes).
     local_users: MutableMapping[bytes, UserState | bytes] = field(default_factory=dict)
 
@@ -74,6 +78,7 @@ class Runtime:
         self.topics = topic_names(self.settings.kafka)
         self.features = FeatureConfig.from_settings(self.settings.features)
         self.pools = PoolConfig(**self.settings.pools.model_dump())
+        self.metrics = build_metrics(self.settings.metrics, self.registry, self.settings.worker.app_id)
         self.funnel = build_funnel(
             store=self.store,
             pools=self.pools,
@@ -92,6 +97,7 @@ class Runtime:
     def use_model(self, loaded: LoadedVersion | None) -> None:
         """Swap the served model version (None: serve without one, flagged as fallback)."""
         self.model = loaded
+        self.metrics.model_loaded(loaded.manifest.version if loaded is not None else None)
         self.tower = SessionTower(loaded) if loaded is not None and "user_tower" in loaded.sessions else None
         self.funnel = build_funnel(
             store=self.store,
@@ -118,11 +124,24 @@ class Runtime:
 
 
 class RuntimeService(Service):
-    """Closes the runtime's connections when the worker stops."""
+    """Serves the worker's ``/metrics`` while it runs; closes the runtime's connections when it stops."""
 
     def __init__(self, runtime: Runtime) -> None:
         super().__init__()
         self.runtime = runtime
+        self._server: MetricsServer | None = None
+
+    async def on_start(self) -> None:
+        cfg = self.runtime.settings.metrics
+        if not cfg.enabled:
+            return
+        try:
+            self._server = serve_metrics(self.runtime.registry, cfg.port, cfg.host)
+            log.info("metrics on http://%s:%d/metrics", cfg.host, self._server.port)
+        except OSError as exc:  # a taken port must not stop a worker from processing
+            log.error("metrics endpoint %s:%d unavailable: %s", cfg.host, cfg.port, exc)
 
     async def on_stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
         await self.runtime.store.close()

@@ -40,6 +40,11 @@ async def answer(rt: Runtime, req: RecommendRequest, received: float) -> tuple[R
         latency_ms=(now - received) * 1000.0,
         stage_ms={k: round(v, 3) for k, v in result.stage_ms.items()},
     )
+    m = rt.metrics
+    m.observe_stages(result.stage_ms)
+    m.candidates(result.source_counts, result.source_errors)
+    m.filter_drops(result.dropped)
+    m.response((now - received), fallback_reasons=degraded if response.fallback else ())
     impression = result.impression(
         req.correlation_id, req.user_id, variant=response.variant, model_version=version, served_at=served_at
     )
@@ -67,6 +72,7 @@ def register(app: faust.App, rt: Runtime) -> None:
     async def serve(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             received = rt.clock.now()
+            rt.metrics.request()
             msg = event.message
             try:
                 triaged = triage_request(
@@ -78,6 +84,8 @@ def register(app: faust.App, rt: Runtime) -> None:
             impression = None
             if isinstance(triaged, Rejected):
                 response, reply_to = triaged.response, triaged.reply_to
+                code = triaged.response.error.code.value if triaged.response.error else None
+                rt.metrics.response(rt.clock.now() - received, error_code=code)
             else:
                 response, impression = await _answer_safely(rt, triaged, received)
                 reply_to = triaged.reply_to
@@ -95,6 +103,7 @@ async def _answer_safely(
         return await answer(rt, req, received)
     except Exception as exc:  # the edge: every request gets a reply, the failure is logged
         log.exception("answering %s failed", req.correlation_id)
+        rt.metrics.response(rt.clock.now() - received, error_code=ErrorCode.INTERNAL.value)
         resp = error_response(
             correlation_id=req.correlation_id,
             user_id=req.user_id,

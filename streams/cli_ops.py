@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from streams.lag import LagSettings, LagSnapshot, PartitionLag, breaches
-from streams.settings import KafkaSettings, Settings, load_settings
+from streams.lag import LagSnapshot, PartitionLag, breaches
+from streams.settings import KafkaSettings, LagSettings, Settings, load_settings
 
 BREACH_EXIT = 3
 console = Console()
@@ -24,9 +24,8 @@ GroupOpt = Annotated[Optional[list[str]], typer.Option("--group", "-g", help="co
 
 
 def lag_settings(settings: Settings) -> LagSettings:
-    """The ``lag`` section once the lead adds it to ``Settings``; the defaults until then."""
-    section = getattr(settings, "lag", None)
-    return section if isinstance(section, LagSettings) else LagSettings()
+    """The ``lag`` section of the settings tree."""
+    return settings.lag
 
 
 def take_snapshot(kafka: KafkaSettings, groups: Sequence[str], timeout_s: float) -> LagSnapshot:

@@ -21,24 +21,11 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, ConfigDict, Field
 
 from streams.errors import InfraError
 from streams.settings import KafkaSettings
 
 LABELS = ("group", "topic", "partition")
-
-
-class LagSettings(BaseModel):
-    """Lag exporter and ``streamrec lag``; the lead adds it to ``Settings`` as ``lag`` (``STREAMREC_LAG__PORT``...)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    groups: tuple[str, ...] = Field(default=(), description="consumer groups to watch; empty: every group")
-    host: str = "127.0.0.1"
-    port: int = Field(default=9308, ge=0, le=65535)
-    interval_s: float = Field(default=10.0, gt=0, description="seconds between polls of the broker")
-    timeout_s: float = Field(default=5.0, gt=0, description="limit on each broker call of one poll")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +42,9 @@ class PartitionLag:
     lag_seconds: float | None
 
 
-def partition_lag(group: str, tp: TopicPartition, committed: int | None, start: int, end: int, *,
-                  first_ts_ms: int | None, now: float) -> PartitionLag:
+def partition_lag(
+    group: str, tp: TopicPartition, committed: int | None, start: int, end: int, *, first_ts_ms: int | None, now: float
+) -> PartitionLag:
     """Lag counted from where the group would resume: its commit, or the log start if that is later or absent.
 
     >>> partition_lag("g", TopicPartition("t", 0), 4, 0, 10, first_ts_ms=1_000_000, now=1_030.5).lag_seconds
@@ -83,14 +71,16 @@ class LagSnapshot:
         return [asdict(r) for r in self.rows]
 
 
-def breaches(rows: Iterable[PartitionLag], max_messages: int | None = None,
-             max_seconds: float | None = None) -> list[PartitionLag]:
+def breaches(
+    rows: Iterable[PartitionLag], max_messages: int | None = None, max_seconds: float | None = None
+) -> list[PartitionLag]:
     """Partitions over either threshold (an unknown lag in seconds does not breach).
 
     >>> row = PartitionLag("g", "t", 0, 5, 0, 10, 5, 12.0)
     >>> [len(breaches([row], 5, None)), len(breaches([row], 4, None)), len(breaches([row], None, 11.9))]
     [0, 1, 1]
     """
+
     def over(r: PartitionLag) -> bool:
         if max_messages is not None and r.lag_messages > max_messages:
             return True
@@ -116,8 +106,12 @@ class LagMonitor:
         servers = self._kafka.bootstrap_servers
         self._admin = AIOKafkaAdminClient(bootstrap_servers=servers, client_id=f"{self._kafka.client_id}-lag")
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers, client_id=f"{self._kafka.client_id}-lag", group_id=None,
-            enable_auto_commit=False, fetch_max_wait_ms=100, max_partition_fetch_bytes=64 * 1024,
+            bootstrap_servers=servers,
+            client_id=f"{self._kafka.client_id}-lag",
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=64 * 1024,
         )
         try:
             await self._call(self._admin.start(), "connecting the admin client")
@@ -170,8 +164,12 @@ class LagMonitor:
         if not topics:
             return {}
         described = await self._call(admin.describe_topics(topics), f"describing topics {topics}")
-        live = {TopicPartition(d["topic"], p["partition"]) for d in described if d.get("error_code", 0) == 0
-                for p in d.get("partitions", [])}
+        live = {
+            TopicPartition(d["topic"], p["partition"])
+            for d in described
+            if d.get("error_code", 0) == 0
+            for p in d.get("partitions", [])
+        }
         out: dict[TopicPartition, int | None] = {tp: None for tp in live}
         out.update({tp: (m.offset if m.offset >= 0 else None) for tp, m in offsets.items() if tp in live})
         return out
@@ -210,9 +208,13 @@ class LagMonitor:
         lagging = {(tp, _position(off, starts[tp])) for c in commits.values() for tp, off in c.items()}
         stamps = await self._stamps({(tp, pos) for tp, pos in lagging if pos < ends[tp]})
         now = self._clock()
-        rows = [partition_lag(g, tp, off, starts[tp], ends[tp],
-                              first_ts_ms=stamps.get((tp, _position(off, starts[tp]))), now=now)
-                for g, c in commits.items() for tp, off in sorted(c.items())]
+        rows = [
+            partition_lag(
+                g, tp, off, starts[tp], ends[tp], first_ts_ms=stamps.get((tp, _position(off, starts[tp]))), now=now
+            )
+            for g, c in commits.items()
+            for tp, off in sorted(c.items())
+        ]
         return LagSnapshot(now, tuple(rows))
 
     async def _stamps(self, wanted: set[tuple[TopicPartition, int]]) -> dict[tuple[TopicPartition, int], int]:
@@ -261,8 +263,9 @@ class LagCollector(Collector):
         committed = GaugeMetricFamily("streamrec_consumer_committed_offset", "Committed offset", labels=LABELS)
         end = GaugeMetricFamily("streamrec_consumer_end_offset", "Log end offset (high watermark)", labels=LABELS)
         lag = GaugeMetricFamily("streamrec_consumer_lag_messages", "Messages not yet consumed", labels=LABELS)
-        secs = GaugeMetricFamily("streamrec_consumer_lag_seconds", "Age of the oldest unconsumed message",
-                                 labels=LABELS)
+        secs = GaugeMetricFamily(
+            "streamrec_consumer_lag_seconds", "Age of the oldest unconsumed message", labels=LABELS
+        )
         for r in snap.rows if snap is not None else ():
             labels = [r.group, r.topic, str(r.partition)]
             if r.committed is not None:
@@ -272,16 +275,24 @@ class LagCollector(Collector):
             if r.lag_seconds is not None:
                 secs.add_metric(labels, r.lag_seconds)
         yield from (committed, end, lag, secs)
-        yield GaugeMetricFamily("streamrec_lag_exporter_up", "1 when the last poll of the broker succeeded",
-                                value=1.0 if up else 0.0)
+        yield GaugeMetricFamily(
+            "streamrec_lag_exporter_up", "1 when the last poll of the broker succeeded", value=1.0 if up else 0.0
+        )
         ok = GaugeMetricFamily("streamrec_lag_exporter_last_success_timestamp_seconds", "Time of the last good poll")
         if last_ok is not None:
             ok.add_metric([], last_ok)
         yield ok
 
 
-async def run_exporter(monitor: LagMonitor, collector: LagCollector, groups: Sequence[str], *, interval_s: float,
-                       stop: asyncio.Event, on_poll: Callable[[LagSnapshot | None], None] | None = None) -> None:
+async def run_exporter(
+    monitor: LagMonitor,
+    collector: LagCollector,
+    groups: Sequence[str],
+    *,
+    interval_s: float,
+    stop: asyncio.Event,
+    on_poll: Callable[[LagSnapshot | None], None] | None = None,
+) -> None:
     """Poll the broker every ``interval_s`` into ``collector`` until ``stop`` is set; a failed poll marks it down."""
     while not stop.is_set():
         snap: LagSnapshot | None = None

@@ -9,26 +9,30 @@ from typing import Generic, Protocol, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from pydantic import BaseModel, ConfigDict, Field
+
+from streams.settings import MetricsSettings
 
 NAMESPACE = "streamrec"
 
 # Seconds; the serving budget is 250 ms by default, so resolution is finest below it.
 LATENCY_BUCKETS: tuple[float, ...] = (
-    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+    0.0002,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    10.0,
 )
 FRESHNESS_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 BATCH_BUCKETS: tuple[float, ...] = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10_000)
-
-
-class MetricsSettings(BaseModel):
-    """Per-worker metrics; the lead adds it to ``Settings`` as ``metrics`` (``STREAMREC_METRICS__PORT``...)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(default=9100, ge=0, le=65535, description="0 picks a free port")
 
 
 class WorkerMetrics(Protocol):
@@ -36,8 +40,9 @@ class WorkerMetrics(Protocol):
 
     def observe_stages(self, stage_ms: Mapping[str, float]) -> None: ...
     def request(self) -> None: ...
-    def response(self, latency_s: float, *, error_code: str | None = None,
-                 fallback_reasons: Iterable[str] = ()) -> None: ...
+    def response(
+        self, latency_s: float, *, error_code: str | None = None, fallback_reasons: Iterable[str] = ()
+    ) -> None: ...
     def events(self, counts: Mapping[str, int]) -> None: ...
     def dead_letter(self, reason: str) -> None: ...
     def candidates(self, per_source: Mapping[str, int], errors: Mapping[str, int] | None = None) -> None: ...
@@ -99,12 +104,19 @@ class Metrics:
             h = Histogram(name, doc, ["agent"], namespace=NAMESPACE, buckets=buckets, registry=registry)
             return h.labels(agent)
 
-        stages = Histogram("stage_latency_seconds", "Funnel stage latency", ["agent", "stage"],
-                           namespace=NAMESPACE, buckets=LATENCY_BUCKETS, registry=registry)
+        stages = Histogram(
+            "stage_latency_seconds",
+            "Funnel stage latency",
+            ["agent", "stage"],
+            namespace=NAMESPACE,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self._stages = _Children(stages, agent)
         self._latency = hist("request_latency_seconds", "Request latency, receipt to reply", LATENCY_BUCKETS)
-        self._requests = Counter("requests", "Recommendation requests received", ["agent"],
-                                 namespace=NAMESPACE, registry=registry).labels(agent)
+        self._requests = Counter(
+            "requests", "Recommendation requests received", ["agent"], namespace=NAMESPACE, registry=registry
+        ).labels(agent)
         self._responses = counter("responses", "Responses sent by outcome (ok, fallback, error)", "outcome")
         self._errors = counter("errors", "Error responses by error code", "code")
         self._fallbacks = counter("fallbacks", "Degraded answers by reason", "reason")
@@ -114,13 +126,20 @@ class Metrics:
         self._source_errors = counter("candidate_source_errors", "Candidate source failures", "source")
         self._drops = counter("filter_drops", "Candidates removed by filter", "filter")
         self._freshness = hist("feature_freshness_seconds", "Event time to online-store write", FRESHNESS_BUCKETS)
-        self._model_info = Gauge("model_info", "1 for the model version being served", ["agent", "kind", "version"],
-                                 namespace=NAMESPACE, registry=registry)
-        self._model_loaded = Gauge("model_loaded", "1 when a model is loaded and serving", ["agent"],
-                                   namespace=NAMESPACE, registry=registry).labels(agent)
+        self._model_info = Gauge(
+            "model_info",
+            "1 for the model version being served",
+            ["agent", "kind", "version"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self._model_loaded = Gauge(
+            "model_loaded", "1 when a model is loaded and serving", ["agent"], namespace=NAMESPACE, registry=registry
+        ).labels(agent)
         self._model_loads = counter("model_loads", "Model load attempts by outcome (ok, failed)", "outcome")
-        self._recall = Gauge("ann_recall", "ANN recall@k sampled against exact search", ["agent"],
-                             namespace=NAMESPACE, registry=registry).labels(agent)
+        self._recall = Gauge(
+            "ann_recall", "ANN recall@k sampled against exact search", ["agent"], namespace=NAMESPACE, registry=registry
+        ).labels(agent)
         self._batch_size = hist("ingest_batch_size", "Events per ingest batch", BATCH_BUCKETS)
         self._batch_latency = hist("ingest_batch_latency_seconds", "Ingest batch processing time", LATENCY_BUCKETS)
         self._versions: dict[str, str] = {}
@@ -133,8 +152,9 @@ class Metrics:
     def request(self) -> None:
         self._requests.inc()
 
-    def response(self, latency_s: float, *, error_code: str | None = None,
-                 fallback_reasons: Iterable[str] = ()) -> None:
+    def response(
+        self, latency_s: float, *, error_code: str | None = None, fallback_reasons: Iterable[str] = ()
+    ) -> None:
         """Record a reply: an error code makes it an error, otherwise any fallback reason makes it a fallback."""
         self._latency.observe(latency_s)
         if error_code is not None:
@@ -201,8 +221,9 @@ class NullMetrics:
     def request(self) -> None:
         pass
 
-    def response(self, latency_s: float, *, error_code: str | None = None,
-                 fallback_reasons: Iterable[str] = ()) -> None:
+    def response(
+        self, latency_s: float, *, error_code: str | None = None, fallback_reasons: Iterable[str] = ()
+    ) -> None:
         pass
 
     def events(self, counts: Mapping[str, int]) -> None:
@@ -275,8 +296,14 @@ def exported_names(registry: CollectorRegistry) -> frozenset[str]:
     >>> sorted(exported_names(r))
     ['hits_created', 'hits_total']
     """
-    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
-                "summary": ("_count", "_sum", "_created"), "info": ("_info",), "gauge": ("",), "unknown": ("",)}
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_count", "_sum", "_created"),
+        "summary": ("_count", "_sum", "_created"),
+        "info": ("_info",),
+        "gauge": ("",),
+        "unknown": ("",),
+    }
     names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + s for s in suffixes.get(family.type, ("",)))

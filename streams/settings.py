@@ -82,6 +82,24 @@ class ServingSettings(_Section):
     category_cap: int | None = Field(default=None, ge=1)
 
 
+class MetricsSettings(_Section):
+    """Per-worker metrics."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9100, ge=0, le=65535, description="0 picks a free port")
+
+
+class LagSettings(_Section):
+    """Lag exporter and ``streamrec lag``."""
+
+    groups: tuple[str, ...] = Field(default=(), description="consumer groups to watch; empty: every group")
+    host: str = "127.0.0.1"
+    port: int = Field(default=9308, ge=0, le=65535)
+    interval_s: float = Field(default=10.0, gt=0, description="seconds between polls of the broker")
+    timeout_s: float = Field(default=5.0, gt=0, description="limit on each broker call of one poll")
+
+
 class ModelSettings(_Section):
     registry_dir: Path = Path(".registry")
 
@@ -89,9 +107,7 @@ class ModelSettings(_Section):
 class Settings(BaseSettings):
     """Everything configurable in streamrec; build once with :func:`load_settings` and pass it down."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="STREAMREC_", env_nested_delimiter="__", frozen=True, extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", env_nested_delimiter="__", frozen=True, extra="forbid")
 
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
@@ -101,6 +117,8 @@ class Settings(BaseSettings):
     pools: PoolSettings = PoolSettings()
     serving: ServingSettings = ServingSettings()
     models: ModelSettings = ModelSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    lag: LagSettings = LagSettings()
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -110,6 +128,7 @@ def load_settings(**overrides: object) -> Settings:
 
 def child_env(settings: Settings) -> dict[str, str]:
     """The environment for a child process (worker, echo) that must see exactly these settings."""
+    import json
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
@@ -117,6 +136,11 @@ def child_env(settings: Settings) -> dict[str, str]:
         for name, value in model:
             if value is None:
                 continue
-            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+            elif isinstance(value, (list, tuple, dict)):
+                text = json.dumps(value)  # complex fields are JSON in the environment
+            else:
+                text = str(value)
             env[f"STREAMREC_{section.upper()}__{name.upper()}"] = text
     return env

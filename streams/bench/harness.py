@@ -26,7 +26,8 @@ def isolated(settings: Settings, tag: str, **worker: Any) -> Settings:
     kafka = settings.kafka.model_copy(update={"topic_prefix": f"{run}."})
     w = settings.worker.model_copy(update={"app_id": run, "data_dir": Path(".run") / run, **worker})
     redis = settings.redis.model_copy(update={"key_prefix": run})
-    return settings.model_copy(update={"kafka": kafka, "worker": w, "redis": redis})
+    metrics = settings.metrics.model_copy(update={"port": 0})  # a free port: several workers may run at once
+    return settings.model_copy(update={"kafka": kafka, "worker": w, "redis": redis, "metrics": metrics})
 
 
 def summarize_ms(samples: Sequence[float]) -> dict[str, float]:

@@ -52,8 +52,10 @@ async def open_loop(
         **summarize_ms(latencies),
         "answered_ratio": answered / max(1, counts["requests"]),
         "fallback_ratio": counts["fallbacks"] / max(1, answered),
-        "stages": {name: {k: v for k, v in summarize_ms(ms).items() if k in ("p50_ms", "p99_ms")}
-                   for name, ms in sorted(stages.items())},
+        "stages": {
+            name: {k: v for k, v in summarize_ms(ms).items() if k in ("p50_ms", "p99_ms")}
+            for name, ms in sorted(stages.items())
+        },
     }
 
 

@@ -65,12 +65,15 @@ async def kill_and_restart(settings: Settings, lines: list[bytes], catalog: list
     names = topic_names(settings.kafka)
     servers = settings.kafka.bootstrap_servers
     await produce_paced(servers, names.items, catalog, None)
-    await produce_paced(servers, names.events, lines[:16_000], None)
     store = build_store(settings)
     log = LOGS / f"{settings.worker.app_id}.log"
     try:
         first = WorkerProcess(settings, log).start()
         try:
+            # The catalog is in before the events (documented rule: an event for an item the worker does
+            # not know yet carries no category, so it adds no category affinity).
+            await wait_handled(store, names.items, len(catalog), first, timeout_s=120)
+            await produce_paced(servers, names.events, lines[:16_000], None)
             await wait_handled(store, names.events, 5_000, first, timeout_s=120)
         finally:
             first.kill()  # SIGKILL: no flush, no commit, no goodbye

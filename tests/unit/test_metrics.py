@@ -21,17 +21,16 @@ from typer.testing import CliRunner
 
 from streams import cli_ops
 from streams.errors import InfraError
-from streams.lag import LagCollector, LagSettings, LagSnapshot, PartitionLag, breaches, partition_lag, run_exporter
+from streams.lag import LagCollector, LagSnapshot, PartitionLag, breaches, partition_lag, run_exporter
 from streams.metrics import (
     Metrics,
-    MetricsSettings,
     NullMetrics,
     WorkerMetrics,
     build_metrics,
     exported_names,
     serve_metrics,
 )
-from streams.settings import KafkaSettings, load_settings
+from streams.settings import KafkaSettings, LagSettings, MetricsSettings, load_settings
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 METRIC = re.compile(r"\bstreamrec_[a-z0-9_]+")

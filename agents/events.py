@@ -100,15 +100,12 @@ def register(app: faust.App, rt: Runtime) -> None:
             write = plan.write
             if rt.tower is not None and plan.users:
                 write = replace(write, user_vectors=rt.tower.embed(list(plan.users.values())))
-            # The store round trip runs while the table and its changelog are updated; the batch is
-            # acknowledged (end of this iteration) only after both are done.
-            stored = asyncio.ensure_future(write_until_stored(rt.store, write))
+            await write_until_stored(rt.store, write)
+            _record(rt, decoded, started)
+            applied.update(plan.write.offsets)
             for user_id, state in plan.users.items():
                 key = user_id.encode()
                 table.data[key] = state
                 table.send_changelog(plan.user_partition[user_id], key, plan.encoded[user_id])
-            await stored
-            applied.update(write.offsets)
-            _record(rt, decoded, started)
             for exc, m in plan.dead:
                 await dead.send(exc, m)

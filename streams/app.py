@@ -10,7 +10,7 @@ from streams.settings import Settings
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     """Build a worker app: at-least-once, raw bytes on the wire (decoded by streams.codec), agents registered."""
-    from agents import events, items, serve  # local import: agents import Faust types only when an app is built
+    from agents import events, items, models, serve  # local import: agents import Faust types only when an app is built
 
     w = settings.worker
     app = faust.App(
@@ -37,4 +37,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     events.register(app, rt)
     items.register(app, rt)
     serve.register(app, rt)
+    models.register(app, rt)
     return app

@@ -102,6 +102,7 @@ class LagSettings(_Section):
 
 class ModelSettings(_Section):
     registry_dir: Path = Path(".registry")
+    poll_interval_s: float = Field(default=2.0, gt=0, description="how often workers look for a new champion")
 
 
 class Settings(BaseSettings):

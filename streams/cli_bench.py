@@ -81,7 +81,47 @@ def serve(
     _report("serve", result, json_out)
 
 
+def freshness(
+    rate: Annotated[float, typer.Option(help="events/s while measuring")] = 5000.0,
+    seconds: float = 10.0,
+    warm_events: int = 100_000,
+    users: int = 100_000,
+    items: int = 20_000,
+    train: Annotated[str, typer.Option(help="model config for session embeddings (tiny|default|none)")] = "tiny",
+    json_out: JsonOut = None,
+) -> None:
+    """Event produced -> user features and session embedding readable in Redis; Redis bytes per active user."""
+    from streams.admin import delete_topics, ensure_topics
+    from streams.bench.freshness import run_freshness
+    from streams.bench.harness import isolated, simulated_lines
+    from streams.bench.ingest import produce_paced
+    from streams.bench.serve import with_trained_model
+    from streams.settings import load_settings
+    from streams.topics import topic_names, topic_specs
+
+    settings = isolated(load_settings(), "bench-fresh")
+    events, catalog = simulated_lines(
+        warm_events + int(rate * seconds), seed=13, n_users=users, n_items=items, start=time.time() - 4 * 3600
+    )
+    if train != "none":
+        settings = with_trained_model(settings, events[:warm_events], catalog, train, LOGS / settings.worker.app_id)
+    active = sorted({line.split(b'"user_id":"')[1].split(b'"')[0].decode() for line in events})
+    asyncio.run(ensure_topics(settings.kafka))
+    try:
+        asyncio.run(produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None))
+        result = asyncio.run(
+            run_freshness(
+                settings, warm=events[:warm_events], paced=events[warm_events:], rate=rate, users=active, logs=LOGS
+            )
+        )
+    finally:
+        asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
+    result.update({"benchmark": "freshness", "target_rate": rate, "model": train, "active_users": len(active)})
+    _report("freshness", result, json_out)
+
+
 def register(bench: typer.Typer) -> None:
     """Add the streaming benchmarks to the ``bench`` group."""
     bench.command("ingest")(ingest)
     bench.command("serve")(serve)
+    bench.command("freshness")(freshness)

@@ -50,8 +50,9 @@ def _fail(exc: Exception) -> typer.Exit:
 def train(
     *,
     dataset: Annotated[str, typer.Option(help="ml-100k | sim")] = "ml-100k",
-    data: Annotated[Path, typer.Option(help="MovieLens directory, or a directory with events.jsonl + catalog.jsonl")]
-    = DEFAULT_ML100K,
+    data: Annotated[
+        Path, typer.Option(help="MovieLens directory, or a directory with events.jsonl + catalog.jsonl")
+    ] = DEFAULT_ML100K,
     config: Annotated[str, typer.Option(help="default | long | tiny")] = "default",
     registry: Annotated[Optional[Path], typer.Option(help=REGISTRY_HELP)] = None,
     seed: int = 0,
@@ -66,10 +67,17 @@ def train(
     try:
         with tempfile.TemporaryDirectory() as tmp, _bars() as bars:
             metrics, window, cfg = build_version(dataset, data, Path(tmp), config=config, seed=seed, progress=bars)
-            manifest = reg.publish(Path(tmp), split=f"{window['dataset']}/{window['protocol']}", metrics=metrics,
-                                   data_window=window, config=cfg)
-        console.print(f"published [bold]{manifest.version}[/] ndcg@10={metrics['ndcg@10']:.4f} "
-                      f"(trained in {cfg['train_seconds']} s)")
+            manifest = reg.publish(
+                Path(tmp),
+                split=f"{window['dataset']}/{window['protocol']}",
+                metrics=metrics,
+                data_window=window,
+                config=cfg,
+            )
+        console.print(
+            f"published [bold]{manifest.version}[/] ndcg@10={metrics['ndcg@10']:.4f} "
+            f"(trained in {cfg['train_seconds']} s)"
+        )
         if promote:
             reg.promote(manifest.version)
             console.print(f"champion is now {manifest.version}")
@@ -119,14 +127,18 @@ def models_list(registry: Annotated[Optional[Path], typer.Option(help=REGISTRY_H
     table = Table("", "version", "created", "split", "primary", "code")
     for m in reg.list():
         primary = f"{m.primary_metric}={m.metrics.get(m.primary_metric, float('nan')):.4f}"
-        table.add_row("*" if m.version == champ else "", m.version, m.created_at.isoformat(timespec="seconds"),
-                      m.split, primary, m.code_version[:12])
+        table.add_row(
+            "*" if m.version == champ else "",
+            m.version,
+            m.created_at.isoformat(timespec="seconds"),
+            m.split,
+            primary,
+            m.code_version[:12],
+        )
     console.print(table)
 
 
-def models_show(
-    version: str, registry: Annotated[Optional[Path], typer.Option(help=REGISTRY_HELP)] = None
-) -> None:
+def models_show(version: str, registry: Annotated[Optional[Path], typer.Option(help=REGISTRY_HELP)] = None) -> None:
     """Print a version's manifest (verifying its file hashes)."""
     from models.errors import ModelError
     from state.registry import FileRegistry

@@ -54,8 +54,16 @@ def lag_table(snap: LagSnapshot, over: Sequence[PartitionLag] = ()) -> Table:
     for r in snap.rows:
         style = "red" if (r.group, r.topic, r.partition) in red else None
         committed = "-" if r.committed is None else f"{r.committed:,}"
-        table.add_row(r.group, r.topic, str(r.partition), committed, f"{r.end:,}", f"{r.lag_messages:,}",
-                      _fmt_seconds(r.lag_seconds), style=style)
+        table.add_row(
+            r.group,
+            r.topic,
+            str(r.partition),
+            committed,
+            f"{r.end:,}",
+            f"{r.lag_messages:,}",
+            _fmt_seconds(r.lag_seconds),
+            style=style,
+        )
     total = sum(r.lag_messages for r in snap.rows)
     worst = max((r.lag_seconds for r in snap.rows if r.lag_seconds is not None), default=0.0)
     table.caption = f"{len(snap.rows)} partitions, {total:,} messages behind, oldest {worst:,.1f} s; {len(red)} over"
@@ -117,12 +125,21 @@ def lag_exporter(
     """Serve consumer-lag metrics on /metrics, polling the broker, until interrupted (Ctrl-C or SIGTERM)."""
     settings = load_settings()
     cfg = lag_settings(settings)
-    asyncio.run(_export(settings.kafka, cfg, port if port is not None else cfg.port, host or cfg.host,
-                        group or list(cfg.groups), interval or cfg.interval_s))
+    asyncio.run(
+        _export(
+            settings.kafka,
+            cfg,
+            port if port is not None else cfg.port,
+            host or cfg.host,
+            group or list(cfg.groups),
+            interval or cfg.interval_s,
+        )
+    )
 
 
-async def _export(kafka: KafkaSettings, cfg: LagSettings, port: int, host: str, groups: list[str],
-                  interval_s: float) -> None:
+async def _export(
+    kafka: KafkaSettings, cfg: LagSettings, port: int, host: str, groups: list[str], interval_s: float
+) -> None:
     from prometheus_client import CollectorRegistry
 
     from streams.lag import LagCollector, LagMonitor, run_exporter

@@ -6,8 +6,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 
@@ -18,24 +19,28 @@ from state.errors import StoreUnavailable
 from state.store import OnlineFeatureStore, WriteBatch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-async def write_until_stored(store: OnlineFeatureStore, batch: WriteBatch, max_delay_s: float = 2.0) -> None:
-    """Retry a store write with backoff: losing a batch is never an option, stalling is (lag shows it)."""
+async def until_available(call: Callable[[], Awaitable[T]], what: str, max_delay_s: float = 2.0) -> T:
+    """Retry a store call with backoff: losing a batch is never an option, stalling is (lag shows it)."""
     delay = 0.05
     while True:
         try:
-            await store.write_batch(batch)
-            return
+            return await call()
         except StoreUnavailable as exc:
-            log.warning("online store unavailable, retrying in %.2f s: %s", delay, exc)
+            log.warning("online store unavailable during %s, retrying in %.2f s: %s", what, delay, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay_s)
 
 
+async def write_until_stored(store: OnlineFeatureStore, batch: WriteBatch) -> None:
+    await until_available(lambda: store.write_batch(batch), "a batch write")
+
+
 async def load_missing_watermarks(rt: Runtime, source: str, partitions: set[int], applied: dict[int, int]) -> None:
     if partitions - applied.keys():
-        stored = await rt.store.applied_offsets(source)
+        stored = await until_available(lambda: rt.store.applied_offsets(source), "reading watermarks")
         for p in partitions - applied.keys():
             applied[p] = stored.get(p, -1)
 
@@ -45,7 +50,8 @@ async def load_missing_items(rt: Runtime, item_ids: set[str]) -> None:
     wanted = {i for i in item_ids if i not in rt.catalog}
     if wanted:
         ids = sorted(wanted)
-        for item_id, rec in zip(ids, await rt.store.read_items(ids), strict=True):
+        records = await until_available(lambda: rt.store.read_items(ids), "reading the catalog")
+        for item_id, rec in zip(ids, records, strict=True):
             if rec is not None:
                 rt.catalog[item_id] = rec
 

@@ -11,6 +11,7 @@ import faust
 from agents.dead_letters import DeadLetterSink
 from agents.funnel.requests import Rejected, error_response, triage_request
 from agents.runtime import Runtime
+from state.errors import StoreError
 from streams.codec import encode
 from streams.errors import DecodeError
 from streams.records import ErrorCode, Impression, RecommendRequest, RecommendResponse
@@ -66,7 +67,10 @@ def register(app: faust.App, rt: Runtime) -> None:
 
     @app.timer(interval=rt.settings.serving.popular_refresh_s)  # type: ignore[untyped-decorator]
     async def refresh_popular() -> None:
-        rt.popular = await rt.store.top_popular(rt.settings.serving.popular_pool_size, rt.clock.now())
+        try:
+            rt.popular = await rt.store.top_popular(rt.settings.serving.popular_pool_size, rt.clock.now())
+        except StoreError as exc:  # keep serving the last list; the store's outage is logged, not fatal
+            log.warning("popular list not refreshed: %s", exc)
 
     @app.agent(requests, name="serve")
     async def serve(stream: faust.StreamT[bytes]) -> None:

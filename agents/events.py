@@ -83,35 +83,45 @@ def register(app: faust.App, rt: Runtime) -> None:
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         rt.local_users = table.data
         async for events in stream.take_events(w.batch_size, within=w.batch_within_s):  # type: ignore[attr-defined]
-            started = time.perf_counter()
             msgs = [
                 RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in events
             ]
-            await load_missing_watermarks(rt, rt.topics.events, {m.partition for m in msgs}, applied)
-            decoded, dead_letters = triage(msgs, rt.clock.now(), rt.settings.validation)
-            await load_missing_items(rt, {d.event.item_id for d in decoded})
-            plan = plan_batch(
-                msgs,
-                decoded,
-                dead_letters,
-                cfg=rt.features,
-                pools=rt.pools,
-                states=rt.user_state,
-                catalog=rt.catalog,
-                applied_offsets=applied,
-                source=rt.topics.events,
-            )
-            assert plan.write is not None
-            write = plan.write
-            if rt.tower is not None and plan.users:
-                write = replace(write, user_vectors=rt.tower.embed(list(plan.users.values())))
-            await write_until_stored(rt.store, write)
-            _record(rt, decoded, started)
-            applied.update(plan.write.offsets)
-            for user_id, state in plan.users.items():
-                key = user_id.encode()
-                table.data[key] = state
-                table.send_changelog(plan.user_partition[user_id], key, plan.encoded[user_id])
-            for exc, m in plan.dead:
-                await dead.send(exc, m)
+            await process_batch(rt, msgs, applied, table, dead)
+
+
+async def process_batch(
+    rt: Runtime, msgs: list[RawMessage], applied: dict[int, int], table: Any, dead: DeadLetterSink
+) -> None:
+    """Decode, apply, store (one atomic write), mirror to the changelogged table, dead-letter the rest.
+
+    The caller acknowledges the batch only after this returns, so a crash replays it (idempotently).
+    """
+    started = time.perf_counter()
+    await load_missing_watermarks(rt, rt.topics.events, {m.partition for m in msgs}, applied)
+    decoded, dead_letters = triage(msgs, rt.clock.now(), rt.settings.validation)
+    await load_missing_items(rt, {d.event.item_id for d in decoded})
+    plan = plan_batch(
+        msgs,
+        decoded,
+        dead_letters,
+        cfg=rt.features,
+        pools=rt.pools,
+        states=rt.user_state,
+        catalog=rt.catalog,
+        applied_offsets=applied,
+        source=rt.topics.events,
+    )
+    assert plan.write is not None
+    write = plan.write
+    if rt.tower is not None and plan.users:
+        write = replace(write, user_vectors=rt.tower.embed(list(plan.users.values())))
+    await write_until_stored(rt.store, write)
+    _record(rt, decoded, started)
+    applied.update(write.offsets)
+    for user_id, state in plan.users.items():
+        key = user_id.encode()
+        table.data[key] = state
+        table.send_changelog(plan.user_partition[user_id], key, plan.encoded[user_id])
+    for exc, m in plan.dead:
+        await dead.send(exc, m)

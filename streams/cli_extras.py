@@ -7,13 +7,9 @@ import typer
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Mount the optional command groups (each imports its heavy dependencies lazily)."""
-    from streams import cli_bench, cli_ops, cli_sim
+    from streams import cli_bench, cli_models, cli_ops, cli_sim
 
     cli_sim.register(app)
     cli_ops.register(app)
     cli_bench.register(bench)
-    try:
-        from streams import cli_models
-    except ImportError:  # the models extra is part of the default install; absent only in partial checkouts
-        return
     cli_models.register(app, bench)

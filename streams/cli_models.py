@@ -218,7 +218,7 @@ def register(app: typer.Typer, bench_app: typer.Typer | None = None) -> None:
 
 
 def main() -> None:
-    """Run the model commands standalone (``python -m streams.cli_models``) until the main CLI mounts them."""
+    """Run only the model commands (``python -m streams.cli_models``); ``streamrec`` mounts the same ones."""
     app = typer.Typer(help="streamrec model commands.", no_args_is_help=True)
     register(app)
     app()

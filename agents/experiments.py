@@ -1,4 +1,4 @@
-"""A/B experiments: declared variants, deterministic bucketing by user, and the per-variant report with intervals."""
+"""A/B experiments: deterministic bucketing by user and the per-variant report with confidence intervals."""
 
 from __future__ import annotations
 
@@ -7,81 +7,13 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Literal, Protocol, Self
+from typing import Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agents.funnel.scoring import FormulaName
-from streams.errors import ConfigError
+from streams.settings import Experiment, ExperimentSettings, Variant
 
-SHARE_TOLERANCE = 1e-9
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Variant(_Frozen):
-    """One arm: its traffic share and what it changes (``None`` keeps the worker's default)."""
-
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    share: float = Field(gt=0.0, le=1.0)
-    model_version: str | None = None
-    value_formula: FormulaName | None = None
-    mmr_lambda: float | None = Field(default=None, ge=0.0, le=1.0)
-    epsilon: float | None = Field(default=None, ge=0.0, le=1.0)
-
-
-class Experiment(_Frozen):
-    """Variants with shares summing to 1 and unique names; the first variant is the control.
-
-    >>> Experiment(name="x", variants=(Variant(name="a", share=0.5), Variant(name="b", share=0.4)))
-    Traceback (most recent call last):
-    ...
-    pydantic_core._pydantic_core.ValidationError: 1 validation error for Experiment
-      Value error, experiment 'x': variant shares sum to 0.9, not 1 [...]
-    ...
-    """
-
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    variants: tuple[Variant, ...] = Field(min_length=1)
-    enabled: bool = True
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        names = [v.name for v in self.variants]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"experiment {self.name!r}: variant names repeat: {dupes}")
-        total = math.fsum(v.share for v in self.variants)
-        if abs(total - 1.0) > SHARE_TOLERANCE:
-            raise ValueError(f"experiment {self.name!r}: variant shares sum to {total:g}, not 1 {names}")
-        return self
-
-    @property
-    def control(self) -> Variant:
-        return self.variants[0]
-
-    def variant(self, name: str) -> Variant:
-        for v in self.variants:
-            if v.name == name:
-                return v
-        valid = [v.name for v in self.variants]
-        raise ConfigError(f"experiment {self.name!r} has no variant {name!r}; variants: {valid}")
-
-
-class ExperimentSettings(_Frozen):
-    """The ``experiments`` settings section: experiments with unique names (``STREAMREC_EXPERIMENTS__ACTIVE`` JSON)."""
-
-    active: tuple[Experiment, ...] = ()
-
-    @model_validator(mode="after")
-    def _unique(self) -> Self:
-        names = [e.name for e in self.active]
-        if len(set(names)) != len(names):
-            raise ValueError(f"experiment names repeat: {names}")
-        return self
+__all__ = ["Experiment", "ExperimentSettings", "Variant", "assign", "bucket", "experiment_report"]
 
 
 def bucket(experiment: str, user_id: str) -> float:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from mode import Service
 from prometheus_client import CollectorRegistry
 
+from agents.experiments import assign, variant_label
 from agents.funnel.pipeline import Funnel
-from agents.serving_setup import build_funnel, funnel_config
+from agents.serving_setup import build_funnel, funnel_config, serving_experiment
 from state.features import FeatureConfig, UserState, decode_state
 from state.items import ItemRecord
 from state.pools import PoolConfig
@@ -20,7 +21,7 @@ from state.store import OnlineFeatureStore
 from streams.clock import Clock, SystemClock
 from streams.errors import StreamrecError
 from streams.metrics import MetricsServer, WorkerMetrics, build_metrics, serve_metrics
-from streams.settings import Settings
+from streams.settings import Experiment, Settings, Variant
 from streams.topics import TopicNames, topic_names
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class Runtime:
     model: LoadedVersion | None = None
     tower: SessionTower | None = None
     funnel: Funnel = field(init=False)
+    experiment: Experiment | None = field(init=False)
+    arm_funnels: dict[str, Funnel] = field(init=False)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     metrics: WorkerMetrics = field(init=False)
     # The events agent binds this to its Faust table's local store (keys are user ids as bytes).
@@ -79,14 +82,8 @@ class Runtime:
         self.features = FeatureConfig.from_settings(self.settings.features)
         self.pools = PoolConfig(**self.settings.pools.model_dump())
         self.metrics = build_metrics(self.settings.metrics, self.registry, self.settings.worker.app_id)
-        self.funnel = build_funnel(
-            store=self.store,
-            pools=self.pools,
-            features=self.features,
-            loaded=None,
-            catalog=self.catalog,
-            config=funnel_config(self.settings.serving, self.settings.serving.max_k),
-        )
+        self.experiment = serving_experiment(self.settings.experiments)
+        self._build_funnels(None)
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -99,14 +96,31 @@ class Runtime:
         self.model = loaded
         self.metrics.model_loaded(loaded.manifest.version if loaded is not None else None)
         self.tower = SessionTower(loaded) if loaded is not None and "user_tower" in loaded.sessions else None
-        self.funnel = build_funnel(
-            store=self.store,
-            pools=self.pools,
-            features=self.features,
-            loaded=loaded,
-            catalog=self.catalog,
-            config=funnel_config(self.settings.serving, self.settings.serving.max_k),
-        )
+        self._build_funnels(loaded)
+
+    def _build_funnels(self, loaded: LoadedVersion | None) -> None:
+        serving = self.settings.serving
+
+        def make(variant: Variant | None) -> Funnel:
+            return build_funnel(
+                store=self.store,
+                pools=self.pools,
+                features=self.features,
+                loaded=loaded,
+                catalog=self.catalog,
+                config=funnel_config(serving, serving.max_k, variant),
+            )
+
+        self.funnel = make(None)
+        arms = self.experiment.variants if self.experiment is not None else ()
+        self.arm_funnels = {v.name: make(v) for v in arms}
+
+    def funnel_for(self, user_id: str) -> tuple[Funnel, str]:
+        """The funnel serving ``user_id`` and the variant label recorded on responses and impressions."""
+        if self.experiment is None:
+            return self.funnel, "control"
+        arm = assign(self.experiment, user_id)
+        return self.arm_funnels[arm.name], variant_label(self.experiment, arm)
 
     @property
     def model_version(self) -> str:

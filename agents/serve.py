@@ -23,7 +23,8 @@ async def answer(rt: Runtime, req: RecommendRequest, received: float) -> tuple[R
     """Run the four-stage funnel for one request; degraded answers carry ``fallback``."""
     serving = rt.settings.serving
     budget = min(req.deadline_ms or serving.default_deadline_ms, serving.max_deadline_ms)
-    result = await rt.funnel.run(
+    funnel, variant = rt.funnel_for(req.user_id)
+    result = await funnel.run(
         req, rt.user_state(req.user_id), now=rt.clock.now(), budget_ms=budget, fallback_items=rt.popular
     )
     now = rt.clock.now()
@@ -36,6 +37,7 @@ async def answer(rt: Runtime, req: RecommendRequest, received: float) -> tuple[R
         user_id=req.user_id,
         items=result.items,
         model_version=version,
+        variant=variant,
         fallback=bool(degraded) or len(result.items) < req.k,
         served_at=served_at,
         latency_ms=(now - received) * 1000.0,

@@ -18,7 +18,8 @@ from state.items import ItemRecord
 from state.pools import PoolConfig
 from state.registry import LoadedVersion
 from state.store import OnlineFeatureStore
-from streams.settings import ServingSettings
+from streams.errors import ConfigError
+from streams.settings import Experiment, ExperimentSettings, ServingSettings, Variant
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +53,40 @@ def sources(store: OnlineFeatureStore, pools: PoolConfig, loaded: LoadedVersion 
     return out
 
 
-def funnel_config(serving: ServingSettings, max_k: int) -> FunnelConfig:
-    """The funnel's start-up configuration from the settings tree (validated there)."""
+def funnel_config(serving: ServingSettings, max_k: int, variant: Variant | None = None) -> FunnelConfig:
+    """The funnel's start-up configuration from the settings tree, with an experiment arm's overrides."""
+    v = variant or Variant(name="default", share=1.0)
     return FunnelConfig(
         candidate_limit=serving.candidate_limit,
         filters=FilterConfig(seen_last_n=serving.seen_last_n),
-        value=ValueConfig(serving.value_formula),
+        value=ValueConfig(v.value_formula or serving.value_formula),
         ordering=OrderingConfig(
-            mmr_lambda=serving.mmr_lambda, epsilon=serving.epsilon, category_cap=serving.category_cap, max_k=max_k
+            mmr_lambda=serving.mmr_lambda if v.mmr_lambda is None else v.mmr_lambda,
+            epsilon=serving.epsilon if v.epsilon is None else v.epsilon,
+            category_cap=serving.category_cap,
+            max_k=max_k,
         ),
         catalog_first=True,
     )
+
+
+def serving_experiment(experiments: ExperimentSettings) -> Experiment | None:
+    """The experiment whose arms change serving: the first enabled one (one at a time, by design for now).
+
+    Arms may change the value formula and ordering knobs; an arm naming another model version is refused
+    at start-up, since a worker serves one version (the champion) at a time.
+    """
+    active = [e for e in experiments.active if e.enabled]
+    if not active:
+        return None
+    exp = active[0]
+    pinned = [v.name for v in exp.variants if v.model_version is not None]
+    if pinned:
+        raise ConfigError(
+            f"experiment {exp.name!r}: arms {pinned} pin a model version, which workers do not "
+            "support yet (they serve the registry champion); vary value_formula, mmr_lambda or epsilon"
+        )
+    return exp
 
 
 def build_funnel(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
+import sys
 import time
 from collections.abc import Sequence
 from typing import Annotated, Optional
@@ -166,3 +168,71 @@ def register(app: typer.Typer) -> None:
     """Add ``lag`` and ``lag-exporter`` to the main CLI."""
     app.command("lag")(lag)
     app.command("lag-exporter")(lag_exporter)
+    experiment = typer.Typer(help="A/B experiments.", no_args_is_help=True)
+    experiment.command("report")(experiment_report_cmd)
+    app.add_typer(experiment, name="experiment")
+
+
+async def read_all(kafka: KafkaSettings, topic: str) -> list[bytes]:
+    """Every record value of ``topic`` up to its current end (a bounded read, no consumer group)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams.admin import partitions_of
+
+    tps = [TopicPartition(topic, p) for p in await partitions_of(kafka, topic)]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        starts, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        want = sum(ends[tp] - starts[tp] for tp in tps)
+        out: list[bytes] = []
+        deadline = time.monotonic() + 60.0
+        while len(out) < want and time.monotonic() < deadline:
+            for recs in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                out.extend(r.value for r in recs if r.value is not None)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def experiment_report_cmd(
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    confidence: float = 0.95,
+) -> None:
+    """Per-variant CTR, conversion and revenue per request (with intervals) from the impressions and events topics."""
+    from agents.experiments import experiment_report
+    from streams.records import Event, Impression
+    from streams.topics import topic_names
+
+    settings = load_settings()
+    names = topic_names(settings.kafka)
+    impressions = [Impression.model_validate_json(v) for v in asyncio.run(read_all(settings.kafka, names.impressions))]
+    events = []
+    for raw in asyncio.run(read_all(settings.kafka, names.events)):
+        try:
+            events.append(Event.model_validate_json(raw))
+        except ValueError:
+            continue  # malformed events are the dead-letter topic's business, not the report's
+    report = experiment_report(impressions, events, confidence=confidence)
+    if json_out:
+        sys.stdout.write(orjson.dumps(dataclasses.asdict(report), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    table = Table(
+        "variant",
+        "requests",
+        "CTR",
+        "conversion",
+        "revenue/request",
+        title=f"experiment report ({confidence:.0%} intervals)",
+    )
+    for row in report.variants:
+        cells = [
+            f"{e.value:.4f} [{e.low:.4f}, {e.high:.4f}]" for e in (row.ctr, row.conversion, row.revenue_per_request)
+        ]
+        table.add_row(row.variant, str(row.requests), *cells)
+    table.caption = f"{report.unattributed_events} events named no logged list"
+    console.print(table)

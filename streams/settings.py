@@ -5,11 +5,14 @@ Nested fields use ``__`` in variable names, e.g. ``STREAMREC_KAFKA__BOOTSTRAP_SE
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.errors import ConfigError
 
 
 class _Section(BaseModel):
@@ -76,7 +79,7 @@ class ServingSettings(_Section):
     popular_refresh_s: float = Field(default=1.0, gt=0)
     candidate_limit: int = Field(default=1000, ge=10)
     seen_last_n: int = Field(default=20, ge=0, description="hard-filter items among the user's last N")
-    value_formula: Literal["expected_revenue", "click", "purchase", "weighted"] = "expected_revenue"
+    value_formula: ValueFormula = "expected_revenue"
     mmr_lambda: float = Field(default=0.8, ge=0, le=1)
     epsilon: float = Field(default=0.05, ge=0, le=1, description="share of exploration slots")
     category_cap: int | None = Field(default=None, ge=1)
@@ -100,6 +103,73 @@ class LagSettings(_Section):
     timeout_s: float = Field(default=5.0, gt=0, description="limit on each broker call of one poll")
 
 
+ValueFormula = Literal["click", "purchase", "expected_revenue", "weighted"]
+
+SHARE_TOLERANCE = 1e-9
+
+
+class Variant(_Section):
+    """One arm: its traffic share and what it changes (``None`` keeps the worker's default)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    share: float = Field(gt=0.0, le=1.0)
+    model_version: str | None = None
+    value_formula: ValueFormula | None = None
+    mmr_lambda: float | None = Field(default=None, ge=0.0, le=1.0)
+    epsilon: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class Experiment(_Section):
+    """Variants with shares summing to 1 and unique names; the first variant is the control.
+
+    >>> Experiment(name="x", variants=(Variant(name="a", share=0.5), Variant(name="b", share=0.4)))
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for Experiment
+      Value error, experiment 'x': variant shares sum to 0.9, not 1 [...]
+    ...
+    """
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    variants: tuple[Variant, ...] = Field(min_length=1)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        names = [v.name for v in self.variants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"experiment {self.name!r}: variant names repeat: {dupes}")
+        total = math.fsum(v.share for v in self.variants)
+        if abs(total - 1.0) > SHARE_TOLERANCE:
+            raise ValueError(f"experiment {self.name!r}: variant shares sum to {total:g}, not 1 {names}")
+        return self
+
+    @property
+    def control(self) -> Variant:
+        return self.variants[0]
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        valid = [v.name for v in self.variants]
+        raise ConfigError(f"experiment {self.name!r} has no variant {name!r}; variants: {valid}")
+
+
+class ExperimentSettings(_Section):
+    """The ``experiments`` settings section: experiments with unique names (``STREAMREC_EXPERIMENTS__ACTIVE`` JSON)."""
+
+    active: tuple[Experiment, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        names = [e.name for e in self.active]
+        if len(set(names)) != len(names):
+            raise ValueError(f"experiment names repeat: {names}")
+        return self
+
+
 class ModelSettings(_Section):
     registry_dir: Path = Path(".registry")
     poll_interval_s: float = Field(default=2.0, gt=0, description="how often workers look for a new champion")
@@ -120,6 +190,7 @@ class Settings(BaseSettings):
     models: ModelSettings = ModelSettings()
     metrics: MetricsSettings = MetricsSettings()
     lag: LagSettings = LagSettings()
+    experiments: ExperimentSettings = ExperimentSettings()
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -134,13 +205,14 @@ def child_env(settings: Settings) -> dict[str, str]:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
     for section, model in settings:
+        plain = model.model_dump(mode="json")
         for name, value in model:
             if value is None:
                 continue
             if isinstance(value, SecretStr):
                 text = value.get_secret_value()
-            elif isinstance(value, (list, tuple, dict)):
-                text = json.dumps(value)  # complex fields are JSON in the environment
+            elif isinstance(plain[name], (list, dict)):
+                text = json.dumps(plain[name])  # complex fields are JSON in the environment
             else:
                 text = str(value)
             env[f"STREAMREC_{section.upper()}__{name.upper()}"] = text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Protocol, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +13,7 @@ import numpy.typing as npt
 from agents.funnel.errors import RankerError
 from models.ranker_features import SERVING_FEATURES
 from streams.errors import ConfigError
+from streams.settings import ValueFormula
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -83,7 +84,7 @@ class FakeRanker:
         return p_click.astype(np.float32), (p_click * cvr).astype(np.float32)
 
 
-FormulaName = Literal["click", "purchase", "expected_revenue", "weighted"]
+FormulaName = ValueFormula  # declared once, in the settings tree
 FORMULA_NAMES: tuple[str, ...] = get_args(FormulaName)
 
 

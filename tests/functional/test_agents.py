@@ -13,6 +13,7 @@ from agents.runtime import Runtime
 from state.memory_store import MemoryFeatureStore
 from streams.app import create_app
 from streams.clock import FakeClock
+from streams.errors import ConfigError
 from streams.records import DeadLetter, Impression, RecommendResponse
 from streams.settings import load_settings
 
@@ -74,3 +75,24 @@ async def test_serving_answers_with_popular_unseen_items(runtime: Runtime, monke
     assert logged.correlation_id == "c1" and [it.item_id for it in logged.items] == [it.item_id for it in resp.items]
     assert len(logged.propensities) == len(logged.items)
     assert resp.correlation_id == "c1" and [it.item_id for it in resp.items] == ["i1", "i2"]
+
+
+def test_experiment_arms_are_assigned_per_user_and_recorded_on_responses(monkeypatch: pytest.MonkeyPatch) -> None:
+    arms = [{"name": "control", "share": 0.5}, {"name": "clicks", "share": 0.5, "value_formula": "click"}]
+    settings = load_settings(
+        worker={"app_id": "functional-ab", "store": "memory"},
+        experiments={"active": [{"name": "formula", "variants": arms}]},
+    )
+    rt = Runtime(settings=settings, store=MemoryFeatureStore())
+    labels = {rt.funnel_for(f"u{i}")[1] for i in range(200)}
+    assert labels == {"formula:control", "formula:clicks"}
+    assert rt.funnel_for("u7") == rt.funnel_for("u7")  # deterministic per user
+    assert rt.arm_funnels["clicks"].config.value.formula == "click"
+    assert rt.arm_funnels["control"].config.value.formula == settings.serving.value_formula
+
+
+def test_model_version_arms_are_refused_at_start_up() -> None:
+    arms = [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "model_version": "v0002"}]
+    settings = load_settings(worker={"store": "memory"}, experiments={"active": [{"name": "m", "variants": arms}]})
+    with pytest.raises(ConfigError, match="pin a model version"):
+        Runtime(settings=settings, store=MemoryFeatureStore())

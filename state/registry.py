@@ -60,8 +60,16 @@ class LoadedVersion:
 class ModelRegistry(Protocol):
     """Where trained versions live; a version never changes after ``publish``."""
 
-    def publish(self, staging: Path, *, split: str, metrics: dict[str, float], data_window: dict[str, Any],
-                config: dict[str, Any] | None = None, primary_metric: str = "ndcg@10") -> Manifest:
+    def publish(
+        self,
+        staging: Path,
+        *,
+        split: str,
+        metrics: dict[str, float],
+        data_window: dict[str, Any],
+        config: dict[str, Any] | None = None,
+        primary_metric: str = "ndcg@10",
+    ) -> Manifest:
         """Copy ``staging`` (which holds ``feature_spec.json`` and every file it names) into a new version."""
         ...
 
@@ -97,10 +105,22 @@ def sha256_file(path: Path) -> str:
 def git_sha(repo: Path) -> str:
     """The commit of ``repo`` (with ``+dirty`` when the tree has changes), or ``unknown``."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,  # noqa: S607
-                             check=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True,  # noqa: S607
-                               check=True, timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,  # noqa: S607
+            check=True,
+            timeout=5,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"],
+            cwd=repo,
+            capture_output=True,
+            text=True,  # noqa: S607
+            check=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return sha + ("+dirty" if dirty else "")
@@ -121,11 +141,26 @@ def spec_files(spec: FeatureSpec) -> list[str]:
     return [SPEC_FILE, *names]
 
 
+def open_onnx(path: Path) -> Any:
+    """An onnxruntime CPU session with one thread (a serving worker is one core; threads add jitter)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise RegistryError(f"{path}: not a loadable ONNX model: {str(exc)[:200]}") from exc
+
+
 def check_onnx_signature(session: Any, graph: OnnxSpec, path: Path) -> None:
     """Raise :class:`RegistryError` unless the session's inputs and outputs match the spec exactly, in order."""
     dtypes = {"tensor(float)": "float32", "tensor(int64)": "int64"}
-    for kind, actual, expected in (("input", session.get_inputs(), graph.inputs),
-                                   ("output", session.get_outputs(), graph.outputs)):
+    for kind, actual, expected in (
+        ("input", session.get_inputs(), graph.inputs),
+        ("output", session.get_outputs(), graph.outputs),
+    ):
         got = [a.name for a in actual]
         want = [e.name for e in expected]
         if got != want:
@@ -149,8 +184,16 @@ class FileRegistry:
     def _versions(self) -> Path:
         return self.root / "versions"
 
-    def publish(self, staging: Path, *, split: str, metrics: dict[str, float], data_window: dict[str, Any],
-                config: dict[str, Any] | None = None, primary_metric: str = "ndcg@10") -> Manifest:
+    def publish(
+        self,
+        staging: Path,
+        *,
+        split: str,
+        metrics: dict[str, float],
+        data_window: dict[str, Any],
+        config: dict[str, Any] | None = None,
+        primary_metric: str = "ndcg@10",
+    ) -> Manifest:
         staging = Path(staging)
         spec = _read_spec(staging / SPEC_FILE)
         if primary_metric not in metrics:
@@ -166,9 +209,17 @@ class FileRegistry:
         for name in files:
             shutil.copy2(staging / name, tmp / name)
         version = self._claim(tmp)
-        manifest = Manifest(version=version, created_at=datetime.now(UTC), code_version=git_sha(Path.cwd()),
-                            split=split, primary_metric=primary_metric, metrics=metrics, data_window=data_window,
-                            config=config or {}, files=files)
+        manifest = Manifest(
+            version=version,
+            created_at=datetime.now(UTC),
+            code_version=git_sha(Path.cwd()),
+            split=split,
+            primary_metric=primary_metric,
+            metrics=metrics,
+            data_window=data_window,
+            config=config or {},
+            files=files,
+        )
         _atomic_write(self._versions / version / MANIFEST, manifest.model_dump_json(indent=2))
         return manifest
 
@@ -217,20 +268,13 @@ class FileRegistry:
         return manifest, spec
 
     def load(self, version: str) -> LoadedVersion:
-        import onnxruntime as ort
 
         manifest, spec = self.verify(version)
         vdir = self._versions / version
         sessions: dict[str, Any] = {}
         for role, graph in spec.graphs.items():
             path = vdir / graph.file
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 1
-            opts.inter_op_num_threads = 1
-            try:
-                sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # onnxruntime raises its own untyped errors
-                raise RegistryError(f"{path}: not a loadable ONNX model: {str(exc)[:200]}") from exc
+            sess = open_onnx(path)
             check_onnx_signature(sess, graph, path)
             sessions[role] = sess
         index = load_index(vdir / spec.index_file) if spec.index_file else None
@@ -253,13 +297,17 @@ class FileRegistry:
         if current is not None and current != version and not force:
             champ = self.get(current)
             if champ.split != challenger.split:
-                raise RegistryError(f"promote {version}: measured on {challenger.split!r} but champion {current} "
-                                    f"on {champ.split!r}; not comparable (use force)")
+                raise RegistryError(
+                    f"promote {version}: measured on {challenger.split!r} but champion {current} "
+                    f"on {champ.split!r}; not comparable (use force)"
+                )
             key = champ.primary_metric
             new, old = challenger.metrics.get(key), champ.metrics.get(key)
             if new is None or old is None or new < old:
-                raise RegistryError(f"promote {version}: {key} {new} is below champion {current}'s {old} "
-                                    f"on {champ.split} (use force to override)")
+                raise RegistryError(
+                    f"promote {version}: {key} {new} is below champion {current}'s {old} "
+                    f"on {champ.split} (use force to override)"
+                )
         _atomic_write(self.root / CHAMPION, version + "\n")
 
 

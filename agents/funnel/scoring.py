@@ -40,17 +40,14 @@ class OnnxRanker:
 
     @classmethod
     def open(cls, path: Path) -> OnnxRanker:
-        """One intra-op thread: a serving worker is one core, and threads only add jitter at this size."""
-        import onnxruntime as ort
+        """A ranker from an ONNX file, on the registry's one-thread CPU session."""
+        from models.errors import RegistryError
+        from state.registry import open_onnx
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
         try:
-            sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise RankerError(f"{path}: not a loadable ONNX ranker: {str(exc)[:200]}") from exc
-        return cls(sess)
+            return cls(open_onnx(path))
+        except RegistryError as exc:
+            raise RankerError(f"not a loadable ONNX ranker: {exc}") from exc
 
     def score(self, matrix: F32) -> tuple[F32, F32]:
         if matrix.ndim != 2 or (isinstance(self.n_features, int) and matrix.shape[1] != self.n_features):

@@ -106,18 +106,18 @@ def git_sha(repo: Path) -> str:
     """The commit of ``repo`` (with ``+dirty`` when the tree has changes), or ``unknown``."""
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", "rev-parse", "HEAD"],  # noqa: S607 - git from PATH, like any developer tool
             cwd=repo,
             capture_output=True,
-            text=True,  # noqa: S607
+            text=True,
             check=True,
             timeout=5,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain"],
+            ["git", "status", "--porcelain"],  # noqa: S607
             cwd=repo,
             capture_output=True,
-            text=True,  # noqa: S607
+            text=True,
             check=True,
             timeout=5,
         ).stdout.strip()

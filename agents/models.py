@@ -25,9 +25,8 @@ class Follower:
     registry: FileRegistry
     failed: dict[str, float] = field(default_factory=dict)
 
-    def wanted(self, rt: Runtime, now: float) -> str | None:
+    def wanted(self, rt: Runtime, champion: str | None, now: float) -> str | None:
         """The champion to load now, or None (already served, none promoted, or failed recently)."""
-        champion = self.registry.champion()
         if champion is None or champion == rt.model_version:
             return None
         if now - self.failed.get(champion, -RETRY_FAILED_S) < RETRY_FAILED_S:
@@ -49,7 +48,12 @@ def warm_up(loaded: LoadedVersion) -> None:
 
 async def follow_once(rt: Runtime, follower: Follower) -> str | None:
     """Load and swap in the champion if it changed; return the version now served when a swap happened."""
-    version = follower.wanted(rt, rt.clock.now())
+    champion = follower.registry.champion()
+    if champion is None and rt.model is not None:  # the champion was retired: serve without a model
+        log.warning("registry has no champion any more; serving %s without a model", rt.model_version)
+        rt.use_model(None)
+        return None
+    version = follower.wanted(rt, champion, rt.clock.now())
     if version is None:
         return None
     try:

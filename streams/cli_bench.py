@@ -59,9 +59,29 @@ def serve(
     users: int = 20_000,
     items: int = 20_000,
     train: Annotated[str, typer.Option(help="train a model of this config first (tiny|default), or 'none'")] = "tiny",
+    inject_faults: Annotated[bool, typer.Option(help="kill Redis, then retire the model, partway through")] = False,
     json_out: JsonOut = None,
 ) -> None:
     """Request -> response latency through the real broker, with the bare echo floor from the same run."""
+    if inject_faults:
+        from streams.bench.faults import run_with_faults
+        from streams.settings import load_settings as _load
+
+        faulted = asyncio.run(
+            run_with_faults(
+                _load(),
+                rps=rps,
+                seconds=seconds,
+                k=k,
+                warm_events=warm_events,
+                users=users,
+                items=items,
+                logs=LOGS,
+                train=train,
+            )
+        )
+        _report("serve", faulted, json_out)
+        return
     from streams.bench.serve import run_serve
     from streams.settings import load_settings
 

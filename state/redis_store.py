@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ from state.store_ops import (
 from streams.settings import RedisSettings
 
 T = TypeVar("T")
+BREAKER_OPEN_S = 0.5
 
 # Raise each partition's offset only forward.  Sent with EVAL (not EVALSHA) so that a flushed script
 # cache can never make one command of the transaction fail while the others apply.
@@ -58,6 +60,7 @@ class RedisFeatureStore(PlannedStore):
         client: aioredis.Redis | None = None,
     ) -> None:
         super().__init__(settings.key_prefix, settings.user_ttl_s, popularity_half_life_s)
+        self._open_until = 0.0
         self.url = settings.url
         password = settings.password.get_secret_value() if settings.password else None
         self._redis = client or aioredis.Redis.from_url(
@@ -74,9 +77,15 @@ class RedisFeatureStore(PlannedStore):
         return self._redis
 
     async def _guard(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        # Circuit breaker: right after Redis was found unreachable, fail at once for ``BREAKER_OPEN_S``
+        # instead of letting every request wait out a connect attempt; one call then probes again.
+        now = time.monotonic()
+        if now < self._open_until:
+            raise StoreUnavailable(f"redis at {self.url} unavailable during {what} (breaker open)")
         try:
             return await call()
         except (rexc.ConnectionError, rexc.TimeoutError) as exc:
+            self._open_until = time.monotonic() + BREAKER_OPEN_S
             raise StoreUnavailable(f"redis at {self.url} unavailable during {what}: {exc}") from exc
         except rexc.RedisError as exc:
             raise StoreError(f"redis refused {what}: {exc}") from exc

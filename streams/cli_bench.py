@@ -63,41 +63,16 @@ def serve(
     json_out: JsonOut = None,
 ) -> None:
     """Request -> response latency through the real broker, with the bare echo floor from the same run."""
-    if inject_faults:
-        from streams.bench.faults import run_with_faults
-        from streams.settings import load_settings as _load
-
-        faulted = asyncio.run(
-            run_with_faults(
-                _load(),
-                rps=rps,
-                seconds=seconds,
-                k=k,
-                warm_events=warm_events,
-                users=users,
-                items=items,
-                logs=LOGS,
-                train=train,
-            )
-        )
-        _report("serve", faulted, json_out)
-        return
-    from streams.bench.serve import run_serve
+    from streams.bench.serve import ServeLoad, run_serve
     from streams.settings import load_settings
 
-    result = asyncio.run(
-        run_serve(
-            load_settings(),
-            rps=rps,
-            seconds=seconds,
-            k=k,
-            warm_events=warm_events,
-            users=users,
-            items=items,
-            logs=LOGS,
-            train=None if train == "none" else train,
-        )
-    )
+    load = ServeLoad(rps=rps, seconds=seconds, k=k, warm_events=warm_events, users=users, items=items)
+    if inject_faults:
+        from streams.bench.faults import run_with_faults
+
+        result = asyncio.run(run_with_faults(load_settings(), load, logs=LOGS, train=train))
+    else:
+        result = asyncio.run(run_serve(load_settings(), load, logs=LOGS, train=None if train == "none" else train))
     _report("serve", result, json_out)
 
 
@@ -113,7 +88,7 @@ def freshness(
     """Event produced -> user features and session embedding readable in Redis; Redis bytes per active user."""
     from streams.admin import delete_topics, ensure_topics
     from streams.bench.freshness import run_freshness
-    from streams.bench.harness import isolated, simulated_lines
+    from streams.bench.harness import isolated, simulated_lines, user_ids
     from streams.bench.ingest import produce_paced
     from streams.bench.serve import with_trained_model
     from streams.settings import load_settings
@@ -125,7 +100,7 @@ def freshness(
     )
     if train != "none":
         settings = with_trained_model(settings, events[:warm_events], catalog, train, LOGS / settings.worker.app_id)
-    active = sorted({line.split(b'"user_id":"')[1].split(b'"')[0].decode() for line in events})
+    active = user_ids(events)
     asyncio.run(ensure_topics(settings.kafka))
     try:
         asyncio.run(produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None))

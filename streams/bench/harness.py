@@ -121,5 +121,14 @@ def simulated_lines(
 
     sim = Simulator(SimConfig(seed=seed, start=start, n_users=n_users, n_items=n_items))
     events = [line for batch in sim.batches(max_events=n_events) for line in event_json(batch, seed)]
-    catalog = [encode(update) for _, update in sim.catalog_updates() if _ <= start]
+    catalog = [encode(update) for at, update in sim.catalog_updates() if at <= start]
     return events, catalog
+
+
+def user_ids(lines: Sequence[bytes]) -> list[str]:
+    """The distinct users of wire-format event lines, sorted (the simulator writes ``"user_id":"..."``).
+
+    >>> user_ids([b'{"user_id":"u2","x":1}', b'{"user_id":"u1"}', b'{"user_id":"u2"}'])
+    ['u1', 'u2']
+    """
+    return sorted({line.split(b'"user_id":"', 1)[1].split(b'"', 1)[0].decode() for line in lines})

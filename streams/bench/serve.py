@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.runtime import build_store
 from streams.admin import delete_topics, ensure_topics
-from streams.bench.harness import WorkerProcess, isolated, summarize_ms, wait_until_serving
+from streams.bench.harness import WorkerProcess, isolated, simulated_lines, summarize_ms, wait_until_serving
+from streams.bench.ingest import produce_paced, wait_handled
 from streams.client import RecClient
 from streams.errors import RequestTimeoutError
 from streams.settings import Settings
-from streams.topics import topic_specs
+from streams.topics import topic_names, topic_specs
 
 
 async def open_loop(
@@ -87,29 +91,31 @@ def with_trained_model(
     )
 
 
-async def run_serve(
-    base: Settings,
-    *,
-    rps: float,
-    seconds: float,
-    k: int,
-    warm_events: int,
-    users: int,
-    items: int,
-    logs: Path,
-    train: str | None = "tiny",
-) -> dict[str, Any]:
-    """Warm a worker with simulated traffic, load it open-loop, then measure the echo floor at the same rate."""
-    from agents.runtime import build_store
-    from streams.bench.harness import simulated_lines
-    from streams.bench.ingest import produce_paced, wait_handled
-    from streams.topics import topic_names
+@dataclass(frozen=True, slots=True)
+class ServeLoad:
+    """The shape of a serve benchmark: open-loop rate and length, list size, and the simulated world."""
 
-    settings = isolated(base, "bench-serve")
+    rps: float
+    seconds: float
+    k: int
+    warm_events: int
+    users: int
+    items: int
+
+    def user_of(self, i: int) -> str:
+        """The i-th request's user: a fixed stride through the simulated users."""
+        return f"u{(i * 7919) % self.users}"
+
+
+@asynccontextmanager
+async def warmed_worker(
+    settings: Settings, events: list[bytes], catalog: list[bytes], logs: Path
+) -> AsyncIterator[tuple[RecClient, WorkerProcess]]:
+    """Fresh topics, the catalog and events streamed in and handled, and a client the worker answers.
+
+    Topics are deleted and connections closed on the way out.
+    """
     names = topic_names(settings.kafka)
-    events, catalog = simulated_lines(warm_events, seed=5, n_users=users, n_items=items, start=time.time() - 3600)
-    if train is not None:
-        settings = with_trained_model(settings, events, catalog, train, logs / settings.worker.app_id)
     await ensure_topics(settings.kafka)
     store = build_store(settings)
     try:
@@ -119,18 +125,32 @@ async def run_serve(
             await wait_handled(store, names.events, len(events), worker, timeout_s=300)
             async with RecClient(settings) as client:
                 await wait_until_serving(client, worker)
-                await open_loop(client, rps, min(3.0, seconds), lambda i: f"u{i % users}", k)  # warm-up
-                res = await open_loop(client, rps, seconds, lambda i: f"u{(i * 7919) % users}", k)
+                yield client, worker
     finally:
         await store.close()
         await delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)])
-    echo = await measure_echo(base, rps, seconds, logs)
+
+
+async def run_serve(base: Settings, load: ServeLoad, *, logs: Path, train: str | None = "tiny") -> dict[str, Any]:
+    """Warm a worker with simulated traffic, load it open-loop, then measure the echo floor at the same rate."""
+    settings = isolated(base, "bench-serve")
+    events, catalog = simulated_lines(
+        load.warm_events, seed=5, n_users=load.users, n_items=load.items, start=time.time() - 3600
+    )
+    if train is not None:
+        settings = with_trained_model(settings, events, catalog, train, logs / settings.worker.app_id)
+    async with warmed_worker(settings, events, catalog, logs) as (client, _):
+        await open_loop(client, load.rps, min(3.0, load.seconds), load.user_of, load.k)  # warm-up
+        res = await open_loop(client, load.rps, load.seconds, load.user_of, load.k)
+    echo = await measure_echo(base, load.rps, load.seconds, logs)
     return {
         "benchmark": "serve",
-        "rps": rps,
-        "seconds": seconds,
-        "k": k,
+        "rps": load.rps,
+        "seconds": load.seconds,
+        "k": load.k,
         "warm_events": len(events),
+        "items": load.items,
+        "model": train or "none",
         **res,
         "baseline": echo,
         "p99_over_echo_p99": round(res["p99_ms"] / max(echo["echo_p99_ms"], 1e-9), 2),

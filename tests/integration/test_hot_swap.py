@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agents.runtime import build_store
 from state.registry import FileRegistry
-from streams.bench.harness import WorkerProcess, simulated_lines, wait_until_serving
+from streams.bench.harness import WorkerProcess, simulated_lines, user_ids, wait_until_serving
 from streams.bench.ingest import produce_paced, wait_handled
 from streams.client import RecClient
 from streams.demo import train_models
@@ -45,8 +45,11 @@ async def load_with_swap(settings: Settings, registry: FileRegistry, users: list
 
 def test_promoting_a_version_swaps_it_in_without_failing_a_request(base_settings: Settings, tmp_path: Path) -> None:
     settings = fresh_settings(base_settings, "hot-swap")
-    settings = settings.model_copy(update={"models": settings.models.model_copy(
-        update={"registry_dir": tmp_path / "registry", "poll_interval_s": 0.5})})
+    settings = settings.model_copy(
+        update={
+            "models": settings.models.model_copy(update={"registry_dir": tmp_path / "registry", "poll_interval_s": 0.5})
+        }
+    )
     lines, catalog = simulated_lines(8_000, seed=9, n_users=300, n_items=400, start=time.time() - 3600)
     (tmp_path / "events.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     (tmp_path / "catalog.jsonl").write_bytes(b"\n".join(catalog) + b"\n")
@@ -60,7 +63,7 @@ def test_promoting_a_version_swaps_it_in_without_failing_a_request(base_settings
             asyncio.run(produce_paced(settings.kafka.bootstrap_servers, names.items, catalog, None))
             asyncio.run(produce_paced(settings.kafka.bootstrap_servers, names.events, lines, None))
             asyncio.run(_handled(settings, len(lines), worker))
-            users = sorted({line.split(b'"user_id":"')[1].split(b'"')[0].decode() for line in lines[:2000]})
+            users = user_ids(lines[:2000])
             versions = asyncio.run(load_with_swap(settings, registry, users))
     finally:
         drop_topics(settings)

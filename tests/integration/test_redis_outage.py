@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from pathlib import Path
 
 from agents.runtime import build_store
-from streams.bench.harness import WorkerProcess, simulated_lines, wait_until_serving
+from streams.bench.faults import private_redis
+from streams.bench.harness import WorkerProcess, simulated_lines, user_ids, wait_until_serving
 from streams.bench.ingest import produce_paced, wait_handled
 from streams.client import RecClient
 from streams.records import RecommendResponse
@@ -17,25 +17,6 @@ from streams.topics import topic_names
 from tests.integration.conftest import LOGS, drop_topics, fresh_settings
 
 PORT = 16391
-
-
-def redis_server(tmp: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(PORT),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
 
 
 async def ask(settings: Settings, users: list[str]) -> list[RecommendResponse]:
@@ -62,8 +43,8 @@ def test_requests_answered_while_redis_is_down_and_events_applied_after(
     names = topic_names(settings.kafka)
     servers = settings.kafka.bootstrap_servers
     lines, catalog = simulated_lines(6_000, seed=8, n_users=200, n_items=300, start=time.time() - 3600)
-    users = sorted({line.split(b'"user_id":"')[1].split(b'"')[0].decode() for line in lines})[:40]
-    redis = redis_server(tmp_path)
+    users = user_ids(lines)[:40]
+    redis = private_redis(PORT, tmp_path)
     time.sleep(0.5)
     worker = WorkerProcess(settings, LOGS / f"{settings.worker.app_id}.log").start()
     try:
@@ -77,7 +58,7 @@ def test_requests_answered_while_redis_is_down_and_events_applied_after(
         asyncio.run(produce_paced(servers, names.events, lines[4_000:], None))
         time.sleep(1.0)
         assert worker.alive()
-        redis = redis_server(tmp_path)  # back, empty: the worker re-reads its watermarks and catches up
+        redis = private_redis(PORT, tmp_path)  # back, empty: the worker re-reads its watermarks and catches up
         time.sleep(0.5)
         asyncio.run(handled(settings, len(lines), worker))
     finally:

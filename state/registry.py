@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from models.errors import RegistryError
@@ -91,6 +92,10 @@ class ModelRegistry(Protocol):
 
     def promote(self, version: str, force: bool = False) -> None:
         """Make ``version`` champion; refuses a lower primary metric on the same split unless ``force``."""
+        ...
+
+    def retire(self, version: str) -> None:
+        """Stop ``version`` being champion (serving continues without a model); refuses any other version."""
         ...
 
 
@@ -309,6 +314,24 @@ class FileRegistry:
                     f"on {champ.split} (use force to override)"
                 )
         _atomic_write(self.root / CHAMPION, version + "\n")
+
+    def retire(self, version: str) -> None:
+        current = self.champion()
+        if current != version:
+            raise RegistryError(f"retire {version}: it is not the champion (the champion is {current})")
+        (self.root / CHAMPION).unlink(missing_ok=True)
+
+
+def warm_up(loaded: LoadedVersion) -> None:
+    """Run every graph once on a default-shaped batch, so the first real request pays no lazy init."""
+    for role, session in loaded.sessions.items():
+        graph = loaded.spec.graphs[role]
+        feeds = {}
+        for t in graph.inputs:
+            shape = [2 if d is None else int(d) for d in t.shape]
+            dtype = np.int64 if t.dtype == "int64" else np.float32
+            feeds[t.name] = np.full(shape, -1 if dtype is np.int64 else 0, dtype=dtype)
+        session.run(None, feeds)
 
 
 def _read_ids(path: Path) -> tuple[str, ...]:

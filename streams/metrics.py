@@ -33,6 +33,8 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )
 FRESHNESS_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 BATCH_BUCKETS: tuple[float, ...] = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10_000)
+OVERLAP_BUCKETS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 1.0)
+CORRELATION_BUCKETS: tuple[float, ...] = (-0.5, 0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
 
 class WorkerMetrics(Protocol):
@@ -52,6 +54,8 @@ class WorkerMetrics(Protocol):
     def model_load(self, ok: bool) -> None: ...
     def ann_recall(self, recall: float) -> None: ...
     def ingest_batch(self, size: int, latency_s: float) -> None: ...
+    def shadow(self, overlap: float, correlation: float | None) -> None: ...
+    def shadow_outcome(self, outcome: str) -> None: ...
 
 
 M = TypeVar("M", Counter, Gauge, Histogram)
@@ -84,7 +88,8 @@ class Metrics:
     ``dead_letters_total{reason}``, ``candidates_total{source}``, ``candidate_source_errors_total{source}``,
     ``filter_drops_total{filter}``, ``feature_freshness_seconds``, ``model_info{kind,version}``,
     ``model_loaded``, ``model_loads_total{outcome}``, ``ann_recall``, ``ingest_batch_size``,
-    ``ingest_batch_latency_seconds``.
+    ``ingest_batch_latency_seconds``, ``shadow_overlap`` (overlap@k of champion and challenger),
+    ``shadow_rank_correlation``, ``shadow_total{outcome}`` (scored | dropped | unranked | failed).
 
     >>> m = Metrics(CollectorRegistry(), agent="w1")
     >>> m.observe_stages({"rank": 3.0})
@@ -142,6 +147,11 @@ class Metrics:
         ).labels(agent)
         self._batch_size = hist("ingest_batch_size", "Events per ingest batch", BATCH_BUCKETS)
         self._batch_latency = hist("ingest_batch_latency_seconds", "Ingest batch processing time", LATENCY_BUCKETS)
+        self._shadow_overlap = hist("shadow_overlap", "Overlap@k of champion and shadow top-k", OVERLAP_BUCKETS)
+        self._shadow_rho = hist(
+            "shadow_rank_correlation", "Spearman correlation of champion and shadow values", CORRELATION_BUCKETS
+        )
+        self._shadow = counter("shadow", "Shadow scoring jobs by outcome", "outcome")
         self._versions: dict[str, str] = {}
 
     def observe_stages(self, stage_ms: Mapping[str, float]) -> None:
@@ -211,6 +221,16 @@ class Metrics:
         self._batch_size.observe(size)
         self._batch_latency.observe(latency_s)
 
+    def shadow(self, overlap: float, correlation: float | None) -> None:
+        """One request scored in shadow: its overlap@k and (when defined) its rank correlation."""
+        self._shadow_overlap.observe(overlap)
+        if correlation is not None:
+            self._shadow_rho.observe(correlation)
+        self._shadow["scored"].inc()
+
+    def shadow_outcome(self, outcome: str) -> None:
+        self._shadow[outcome].inc()
+
 
 class NullMetrics:
     """Records nothing: metrics switched off (and the baseline when benchmarking their cost)."""
@@ -251,6 +271,12 @@ class NullMetrics:
         pass
 
     def ingest_batch(self, size: int, latency_s: float) -> None:
+        pass
+
+    def shadow(self, overlap: float, correlation: float | None) -> None:
+        pass
+
+    def shadow_outcome(self, outcome: str) -> None:
         pass
 
 

@@ -171,8 +171,19 @@ class ExperimentSettings(_Section):
 
 
 class ModelSettings(_Section):
+    """The registry, how workers follow its champion, and shadow scoring of a challenger."""
+
     registry_dir: Path = Path(".registry")
-    poll_interval_s: float = Field(default=2.0, gt=0, description="how often workers look for a new champion")
+    poll_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="how often workers look for a new champion (the model-updates topic's safety net)",
+    )
+    updates_timeout_s: float = Field(default=10.0, gt=0, description="limit on publishing to the model-updates topic")
+    shadow_version: str | None = Field(default=None, description="challenger scored beside the champion, never served")
+    shadow_k: int = Field(default=10, ge=1, le=1000, description="top-k compared between champion and challenger")
+    shadow_sample: float = Field(default=1.0, ge=0.0, le=1.0, description="share of answered requests shadow-scored")
+    shadow_queue: int = Field(default=256, ge=1, description="pending shadow jobs kept; more are dropped and counted")
 
 
 class Settings(BaseSettings):

@@ -49,6 +49,7 @@ from streams.records import RecItem, RecommendRequest
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+Embed = Callable[[UserState], F32 | None]
 
 DEFAULT_QUOTAS: Mapping[str, int] = {
     "ann": 400,
@@ -127,7 +128,8 @@ class Funnel:
 
     ``ranker`` and ``plan`` come from the registry's champion (``set_model`` swaps them, ``None`` removes
     the model); ``vectors`` are the item embeddings of the same version (two-tower feature and MMR);
-    ``catalog`` is the worker's local item table, read when the store cannot answer.
+    ``catalog`` is the worker's local item table, read when the store cannot answer. ``embed`` computes the
+    session vector from the user's state (a version other than the champion: the store holds the champion's).
     """
 
     def __init__(
@@ -142,8 +144,10 @@ class Funnel:
         features: FeatureConfig | None = None,
         catalog: Mapping[str, ItemRecord] | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        embed: Embed | None = None,
     ) -> None:
         self.config, self.store, self.sources = config, store, list(sources)
+        self.embed = embed
         self.features = features or FeatureConfig()
         self.catalog = catalog if catalog is not None else {}
         self.timer = timer
@@ -203,13 +207,29 @@ class Funnel:
             degraded=tuple(run.degraded) + (("no_candidates",) if not items else ()),
             skipped=skipped,
             n_candidates=len(cands),
+            kept=kept,
+            values=scored.values if scored.p_click is not None else None,
         )
+
+    def rescore(self, request: RecommendRequest, state: UserState | None, kept: Filtered, *, now: float) -> F64 | None:
+        """This funnel's model's value of each of ``kept`` (another funnel's candidates); None when it cannot rank.
+
+        Needs ``embed`` for the two-tower feature (no store read: it runs off the request path).
+        """
+        run = _Run(self.timer, self.timer())
+        vec = self.embed(state) if state is not None and self.embed is not None and self.vectors is not None else None
+        ctx = RetrievalContext(request.user_id, state, now, vec)
+        rows = self.vectors.rows([c.item_id for c in kept.kept]) if self.vectors is not None else None
+        scored = self._score(request, ctx, kept, rows, now=now, run=run)
+        return scored.values if scored.p_click is not None else None
 
     async def _context(
         self, user_id: str, state: UserState | None, now: float, cons: Constraints, run: _Run
     ) -> RetrievalContext:
         vec = None
-        if state is not None and self.vectors is not None:
+        if state is not None and self.vectors is not None and self.embed is not None:
+            vec = self.embed(state)
+        elif state is not None and self.vectors is not None:
             try:
                 vec = await self.store.read_user_vector(user_id)
             except StreamrecError:

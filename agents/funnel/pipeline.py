@@ -317,7 +317,7 @@ class Funnel:
                 run.degraded.append("no_ranker")
             return _Scored(retrieval, None, None, empty)
         ids = [c.item_id for c in kept.kept]
-        dots, found = self._tt_dots(rows, ctx.user_vector)
+        dots, found = self.tt_dots(rows, ctx.user_vector)
         hyd = hydrate(
             self.plan,
             ctx.user_id,
@@ -341,7 +341,7 @@ class Funnel:
         run.lap("score")
         return _Scored(values, p_click, p_purchase, hyd.matrix)
 
-    def _tt_dots(self, rows: I64 | None, user_vec: F32 | None) -> tuple[F32 | None, npt.NDArray[np.bool_] | None]:
+    def tt_dots(self, rows: I64 | None, user_vec: F32 | None) -> tuple[F32 | None, npt.NDArray[np.bool_] | None]:
         if self.vectors is None or rows is None or user_vec is None or user_vec.shape[0] != self.vectors.dim:
             return None, None
         vecs, found = self.vectors.take(rows)

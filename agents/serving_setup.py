@@ -67,6 +67,7 @@ def funnel_config(serving: ServingSettings, max_k: int, variant: Variant | None 
             category_cap=serving.category_cap,
             max_k=max_k,
         ),
+        precomputed_within_ms=serving.precomputed_within_ms,
         catalog_first=True,
     )
 

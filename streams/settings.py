@@ -83,6 +83,9 @@ class ServingSettings(_Section):
     mmr_lambda: float = Field(default=0.8, ge=0, le=1)
     epsilon: float = Field(default=0.05, ge=0, le=1, description="share of exploration slots")
     category_cap: int | None = Field(default=None, ge=1)
+    precomputed_within_ms: float = Field(
+        default=10.0, ge=0, description="serve the user's precomputed list when less budget than this is left (0: off)"
+    )
 
 
 class MetricsSettings(_Section):
@@ -170,6 +173,16 @@ class ExperimentSettings(_Section):
         return self
 
 
+class BatchSettings(_Section):
+    """``streamrec batch-score`` and the jobs it records."""
+
+    jobs_dir: Path = Path(".run/jobs")
+    rec_ttl_s: int = Field(default=2 * 24 * 3600, ge=60, description="lifetime of precomputed lists in Redis")
+    scan_count: int = Field(default=1000, ge=1, description="keys looked at per SCAN page")
+    chunk_size: int = Field(default=256, ge=1, description="users read, scored and written together")
+    concurrency: int = Field(default=8, ge=1, description="users of a chunk in flight at once")
+
+
 class ModelSettings(_Section):
     """The registry, how workers follow its champion, and shadow scoring of a challenger."""
 
@@ -202,6 +215,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     lag: LagSettings = LagSettings()
     experiments: ExperimentSettings = ExperimentSettings()
+    batch: BatchSettings = BatchSettings()
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from agents.funnel.outcome import FunnelResult
 from models.drift import SCORE_NAMES, DriftReference
+from models.drift_report import write_snapshot
 from state.reservoir import Reservoir
 from streams.metrics import WorkerMetrics
 from streams.settings import DriftSettings
@@ -64,9 +68,17 @@ class DriftMonitor:
     """
 
     def __init__(
-        self, reference: DriftReference, settings: DriftSettings, metrics: WorkerMetrics, *, version: str = ""
+        self,
+        reference: DriftReference,
+        settings: DriftSettings,
+        metrics: WorkerMetrics,
+        *,
+        version: str = "",
+        snapshot: Path | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.reference, self.settings, self.metrics, self.version = reference, settings, metrics, version
+        self.snapshot, self.clock = snapshot, clock
         self.rng = np.random.default_rng(settings.seed)
         self.columns: tuple[str, ...] = ()
         self._features: tuple[str, ...] | None = None
@@ -103,6 +115,11 @@ class DriftMonitor:
         sample = self.window()
         self.last = self.reference.psi(sample)
         self.metrics.drift(self.last, len(next(iter(sample.values()))))
+        if self.snapshot is not None:
+            try:
+                write_snapshot(self.snapshot, self.version, sample, self.clock())
+            except OSError as exc:  # a full disk must not stop serving
+                log.warning("drift snapshot %s not written: %s", self.snapshot, exc)
         self._window.reset()
         worst = max(self.last.items(), key=lambda kv: kv[1], default=None)
         log.debug("drift of %s over %d rows; worst %s", self.version, self.seen, worst)
@@ -110,10 +127,16 @@ class DriftMonitor:
 
 
 def build_drift(
-    settings: DriftSettings, reference: DriftReference | None, metrics: WorkerMetrics, version: str = ""
+    settings: DriftSettings,
+    reference: DriftReference | None,
+    metrics: WorkerMetrics,
+    version: str = "",
+    *,
+    worker: str = "streamrec",
 ) -> DriftRecorder:
     """A monitor for ``reference`` (clearing the previous version's gauges), or ``NullDrift`` without one."""
     metrics.drift({}, 0)
     if not settings.enabled or reference is None:
         return NullDrift()
-    return DriftMonitor(reference, settings, metrics, version=version)
+    snapshot = settings.snapshot_dir / f"{worker}.json" if settings.snapshot_dir is not None else None
+    return DriftMonitor(reference, settings, metrics, version=version, snapshot=snapshot)

@@ -107,7 +107,8 @@ class Runtime:
         """Drift against the version's training reference and ANN recall sampling (no-ops with metrics off)."""
         on = self.settings.metrics.enabled
         reference = loaded.manifest.drift if loaded is not None and on else None
-        self.drift = build_drift(self.settings.drift, reference, self.metrics, self.model_version)
+        worker = self.settings.worker.app_id
+        self.drift = build_drift(self.settings.drift, reference, self.metrics, self.model_version, worker=worker)
         index, ids = (loaded.index, loaded.item_ids) if loaded is not None else (None, ())
         rate = self.settings.metrics.ann_recall_sample
         self.recall = build_recall(index, ids, self.metrics, enabled=on, rate=rate, seed=self.settings.drift.seed)

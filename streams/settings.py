@@ -105,6 +105,9 @@ class DriftSettings(_Section):
     min_samples: int = Field(default=500, ge=1, description="rows a window needs before PSI is computed")
     interval_s: float = Field(default=30.0, gt=0, description="seconds between PSI refreshes")
     seed: int = 0
+    snapshot_dir: Path | None = Field(
+        default=None, description="write each closed window to <dir>/<app_id>.json (streamrec drift report --from)"
+    )
 
 
 class LagSettings(_Section):

@@ -10,6 +10,8 @@ from typing import NamedTuple
 from mode import Service
 from prometheus_client import CollectorRegistry
 
+from agents.ann_recall import RecallSampler, build_recall
+from agents.drift import DriftRecorder, NullDrift, build_drift
 from agents.experiments import assign, variant_label
 from agents.funnel.pipeline import Funnel
 from agents.serving_setup import build_funnel, funnel_config, pinned_versions, serving_experiment
@@ -111,6 +113,8 @@ class Runtime:
     shadow: Funnel | None = field(init=False, default=None)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     metrics: WorkerMetrics = field(init=False)
+    drift: DriftRecorder = field(default_factory=NullDrift)
+    recall: RecallSampler | None = None
     # The events agent binds this to its Faust table's local store (keys are user ids as bytes).
     local_users: MutableMapping[bytes, UserState | bytes] = field(default_factory=dict)
 
@@ -140,8 +144,19 @@ class Runtime:
         """Swap the served model version (None: serve without one, flagged as fallback)."""
         self.model = loaded
         self.metrics.model_loaded(loaded.manifest.version if loaded is not None else None)
+        self._build_monitors(loaded)
         self.tower = SessionTower(loaded) if loaded is not None and "user_tower" in loaded.sessions else None
         self._build_funnels(loaded)
+
+    def _build_monitors(self, loaded: LoadedVersion | None) -> None:
+        """Drift against the version's training reference and ANN recall sampling (no-ops with metrics off)."""
+        on = self.settings.metrics.enabled
+        reference = loaded.manifest.drift if loaded is not None and on else None
+        worker = self.settings.worker.app_id
+        self.drift = build_drift(self.settings.drift, reference, self.metrics, self.model_version, worker=worker)
+        index, ids = (loaded.index, loaded.item_ids) if loaded is not None else (None, ())
+        rate = self.settings.metrics.ann_recall_sample
+        self.recall = build_recall(index, ids, self.metrics, enabled=on, rate=rate, seed=self.settings.drift.seed)
 
     def _build_funnels(self, loaded: LoadedVersion | None) -> None:
         serving = self.settings.serving
@@ -155,6 +170,7 @@ class Runtime:
                 catalog=self.catalog,
                 config=funnel_config(serving, serving.max_k, variant),
                 own_vectors=pinned is not None,
+                recall=self.recall,
             )
 
         self.funnel = make(None)

@@ -52,6 +52,7 @@ async def answer(
     m.candidates(result.source_counts, result.source_errors)
     m.filter_drops(result.dropped)
     m.response((now - received), fallback_reasons=degraded if response.fallback else ())
+    rt.drift.record(result)
     impression = result.impression(
         req.correlation_id, req.user_id, variant=response.variant, model_version=version, served_at=served_at
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from agents.ann_recall import RecallSampler, SampledAnnSource
 from agents.funnel.candidates import CandidateSource
 from agents.funnel.embeddings import ItemVectors
 from agents.funnel.filters import FilterConfig
@@ -42,11 +43,17 @@ def model_parts(loaded: LoadedVersion | None) -> tuple[Ranker | None, HydrationP
     return OnnxRanker(loaded.sessions["ranker"]), plan, item_vectors(loaded)
 
 
-def sources(store: OnlineFeatureStore, pools: PoolConfig, loaded: LoadedVersion | None) -> list[CandidateSource]:
-    """Retrieval channels: ANN over the version's item index (when there is one), co-visitation and the pools."""
+def sources(
+    store: OnlineFeatureStore, pools: PoolConfig, loaded: LoadedVersion | None, recall: RecallSampler | None = None
+) -> list[CandidateSource]:
+    """Retrieval channels: ANN over the version's item index (when there is one), co-visitation and the pools.
+
+    With ``recall``, the ANN source's searches are offered to it (recall sampled against exact search).
+    """
     out: list[CandidateSource] = []
     if loaded is not None and loaded.index is not None:
-        out.append(AnnSource(loaded.index, loaded.item_ids, k=300))
+        ann = AnnSource(loaded.index, loaded.item_ids, k=300)
+        out.append(SampledAnnSource(ann, recall) if recall is not None else ann)
     out.append(CovisitSource(store, pools))
     out += [
         CachedPool(PoolSource(store, kind, pools), ttl_s=1.0) for kind in ("trending", "fresh", "popular", "category")
@@ -117,6 +124,7 @@ def build_funnel(
     catalog: Mapping[str, ItemRecord],
     config: FunnelConfig | None = None,
     own_vectors: bool = False,
+    recall: RecallSampler | None = None,
 ) -> Funnel:
     """The funnel a worker serves with; ``Funnel.set_model`` swaps versions later.
 
@@ -129,7 +137,7 @@ def build_funnel(
     return Funnel(
         config or FunnelConfig(catalog_first=True),
         store,
-        sources(store, pools, loaded),
+        sources(store, pools, loaded, recall),
         ranker=ranker,
         plan=plan,
         vectors=vectors,

@@ -94,6 +94,23 @@ class MetricsSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9100, ge=0, le=65535, description="0 picks a free port")
+    ann_recall_sample: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="share of ANN searches checked against exact search"
+    )
+    ann_recall_interval_s: float = Field(default=5.0, gt=0, description="how often sampled searches are checked")
+
+
+class DriftSettings(_Section):
+    """Live feature and score drift (PSI) against the served version's training-window reference."""
+
+    enabled: bool = True
+    reservoir_size: int = Field(default=2048, ge=16, description="served rows sampled uniformly per window")
+    min_samples: int = Field(default=500, ge=1, description="rows a window needs before PSI is computed")
+    interval_s: float = Field(default=30.0, gt=0, description="seconds between PSI refreshes")
+    seed: int = 0
+    snapshot_dir: Path | None = Field(
+        default=None, description="write each closed window to <dir>/<app_id>.json (streamrec drift report --from)"
+    )
 
 
 class LagSettings(_Section):
@@ -213,6 +230,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     models: ModelSettings = ModelSettings()
     metrics: MetricsSettings = MetricsSettings()
+    drift: DriftSettings = DriftSettings()
     lag: LagSettings = LagSettings()
     experiments: ExperimentSettings = ExperimentSettings()
     batch: BatchSettings = BatchSettings()

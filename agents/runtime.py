@@ -14,6 +14,7 @@ from agents.ann_recall import RecallSampler, build_recall
 from agents.drift import DriftRecorder, NullDrift, build_drift
 from agents.experiments import assign, variant_label
 from agents.funnel.pipeline import Funnel
+from agents.funnel.thompson import BetaPrior, SourcePosteriors
 from agents.serving_setup import build_funnel, funnel_config, pinned_versions, serving_experiment
 from state.features import FeatureConfig, UserState, decode_state
 from state.items import ItemRecord
@@ -115,6 +116,8 @@ class Runtime:
     metrics: WorkerMetrics = field(init=False)
     drift: DriftRecorder = field(default_factory=NullDrift)
     recall: RecallSampler | None = None
+    # Thompson sampling's click/impression counts per source: this worker's lists and the clicks on them.
+    posteriors: SourcePosteriors = field(init=False)
     # The events agent binds this to its Faust table's local store (keys are user ids as bytes).
     local_users: MutableMapping[bytes, UserState | bytes] = field(default_factory=dict)
 
@@ -127,6 +130,7 @@ class Runtime:
         missing = [v for v in pinned_versions(self.experiment) if v not in self.versions]
         if missing:
             raise ConfigError(f"experiment arms pin model versions {missing} that are not loaded")
+        self.posteriors = SourcePosteriors(BetaPrior(*self.settings.serving.thompson_prior))
         self._build_funnels(None)
 
     @classmethod
@@ -146,6 +150,14 @@ class Runtime:
         self.metrics.model_loaded(loaded.manifest.version if loaded is not None else None)
         self._build_monitors(loaded)
         self.tower = SessionTower(loaded) if loaded is not None and "user_tower" in loaded.sessions else None
+        if self.tower is not None and self.tower.max_len > self.features.last_n:
+            # the tower was trained on up to max_len recent items; the state keeps fewer: a training-serving skew
+            log.warning(
+                "model %s reads %d recent items but the state keeps %d (STREAMREC_FEATURES__LAST_N)",
+                self.tower.version,
+                self.tower.max_len,
+                self.features.last_n,
+            )
         self._build_funnels(loaded)
 
     def _build_monitors(self, loaded: LoadedVersion | None) -> None:
@@ -171,6 +183,8 @@ class Runtime:
                 config=funnel_config(serving, serving.max_k, variant),
                 own_vectors=pinned is not None,
                 recall=self.recall,
+                posteriors=self.posteriors,
+                ann_k=serving.ann_k,
             )
 
         self.funnel = make(None)

@@ -53,6 +53,7 @@ async def answer(
     m.filter_drops(result.dropped)
     m.response((now - received), fallback_reasons=degraded if response.fallback else ())
     rt.drift.record(result)
+    rt.posteriors.served(req.correlation_id, [(it.item_id, it.source) for it in result.items])
     impression = result.impression(
         req.correlation_id, req.user_id, variant=response.variant, model_version=version, served_at=served_at
     )

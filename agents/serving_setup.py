@@ -11,9 +11,10 @@ from agents.funnel.embeddings import ItemVectors
 from agents.funnel.filters import FilterConfig
 from agents.funnel.hydrate import HydrationPlan
 from agents.funnel.ordering import OrderingConfig
-from agents.funnel.pipeline import F32, Embed, Funnel, FunnelConfig
+from agents.funnel.pipeline import DEFAULT_QUOTAS, F32, Embed, Funnel, FunnelConfig
 from agents.funnel.scoring import OnnxRanker, Ranker, ValueConfig
 from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolSource
+from agents.funnel.thompson import SourcePosteriors
 from state.features import FeatureConfig
 from state.items import ItemRecord
 from state.pools import PoolConfig
@@ -44,7 +45,11 @@ def model_parts(loaded: LoadedVersion | None) -> tuple[Ranker | None, HydrationP
 
 
 def sources(
-    store: OnlineFeatureStore, pools: PoolConfig, loaded: LoadedVersion | None, recall: RecallSampler | None = None
+    store: OnlineFeatureStore,
+    pools: PoolConfig,
+    loaded: LoadedVersion | None,
+    recall: RecallSampler | None = None,
+    ann_k: int = 300,
 ) -> list[CandidateSource]:
     """Retrieval channels: ANN over the version's item index (when there is one), co-visitation and the pools.
 
@@ -52,7 +57,7 @@ def sources(
     """
     out: list[CandidateSource] = []
     if loaded is not None and loaded.index is not None:
-        ann = AnnSource(loaded.index, loaded.item_ids, k=300)
+        ann = AnnSource(loaded.index, loaded.item_ids, k=ann_k)
         out.append(SampledAnnSource(ann, recall) if recall is not None else ann)
     out.append(CovisitSource(store, pools))
     out += [
@@ -73,8 +78,11 @@ def funnel_config(serving: ServingSettings, max_k: int, variant: Variant | None 
             epsilon=serving.epsilon if v.epsilon is None else v.epsilon,
             category_cap=serving.category_cap,
             max_k=max_k,
+            policy=serving.exploration_policy,
+            allowed_policies=serving.allowed_policies,
         ),
         precomputed_within_ms=serving.precomputed_within_ms,
+        quotas={**DEFAULT_QUOTAS, "ann": max(DEFAULT_QUOTAS["ann"], serving.ann_k)},
         catalog_first=True,
     )
 
@@ -125,6 +133,8 @@ def build_funnel(
     config: FunnelConfig | None = None,
     own_vectors: bool = False,
     recall: RecallSampler | None = None,
+    posteriors: SourcePosteriors | None = None,
+    ann_k: int = 300,
 ) -> Funnel:
     """The funnel a worker serves with; ``Funnel.set_model`` swaps versions later.
 
@@ -137,11 +147,12 @@ def build_funnel(
     return Funnel(
         config or FunnelConfig(catalog_first=True),
         store,
-        sources(store, pools, loaded, recall),
+        sources(store, pools, loaded, recall, ann_k),
         ranker=ranker,
         plan=plan,
         vectors=vectors,
         features=features,
         catalog=catalog,
         embed=session_embedder(loaded) if own_vectors and loaded is not None else None,
+        posteriors=posteriors,
     )

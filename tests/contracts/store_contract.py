@@ -189,7 +189,8 @@ class StoreContract:
             pages += 1
             if cursor is None:
                 break
-            assert pages < 10_000, "scan does not terminate"
+            # the count is a hint of keys looked at: a Redis shared with other prefixes needs many pages
+            assert pages < 1_000_000, "scan does not terminate"
         assert set(seen) == set(users) and len(seen) >= len(users)
         assert pages >= 2  # the hint was honoured: 57 users did not come back in one page of 10
         with pytest.raises(ValueError, match="count"):

@@ -40,9 +40,10 @@ def _progress() -> Progress:
 async def _batch(
     settings: Settings, cfg: BatchConfig, out: Literal["redis", "parquet"], path: Path | None, bar: Progress
 ) -> JobRecord:
-    from agents.batch_job import BatchJob
+    from agents.batch_job import BatchJob, one_search_thread
     from agents.runtime import build_store
 
+    one_search_thread()
     task = bar.add_task("score", total=None, written=0, failed=0)
     store = build_store(settings)
     try:

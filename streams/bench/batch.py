@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.batch import BatchConfig
-from agents.batch_job import BatchJob, load_ranker_version
+from agents.batch_job import BatchJob, load_ranker_version, one_search_thread
 from agents.ingest import RawMessage, plan_batch, triage
 from agents.runtime import build_store
 from state.features import FeatureConfig
@@ -72,6 +72,7 @@ async def run_batch_bench(
     work: Path,
 ) -> dict[str, Any]:
     """Fill a private key prefix, time ``batch-score --out redis`` over it, then delete the prefix."""
+    one_search_thread()
     store = build_store(settings)
     assert isinstance(store, RedisFeatureStore)
     try:

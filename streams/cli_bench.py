@@ -115,8 +115,35 @@ def freshness(
     _report("freshness", result, json_out)
 
 
+def batch(
+    users: int = 20_000,
+    items: int = 20_000,
+    events: Annotated[int, typer.Option(help="simulated events written as state before scoring")] = 200_000,
+    top_k: Annotated[int, typer.Option("--top-k")] = 10,
+    max_users: Annotated[Optional[int], typer.Option(help="score at most this many users")] = None,
+    train: Annotated[str, typer.Option(help="model config trained on the simulated log (tiny|default)")] = "tiny",
+    json_out: JsonOut = None,
+) -> None:
+    """Batch-score users/s over real Redis (a private key prefix, deleted afterwards)."""
+    from streams.bench.batch import run_batch_bench
+    from streams.bench.harness import isolated, simulated_lines
+    from streams.bench.serve import with_trained_model
+    from streams.settings import load_settings
+
+    settings = isolated(load_settings(), "bench-batch")
+    lines, catalog = simulated_lines(events, seed=17, n_users=users, n_items=items, start=time.time() - 4 * 3600)
+    work = LOGS / settings.worker.app_id
+    settings = with_trained_model(settings, lines, catalog, train, work)
+    result = asyncio.run(run_batch_bench(settings, lines, catalog, top_k=top_k, max_users=max_users, work=work))
+    result.update(
+        {"benchmark": "batch", "model": train, "sim_users": users, "items": items, "events": events, "top_k": top_k}
+    )
+    _report("batch", result, json_out)
+
+
 def register(bench: typer.Typer) -> None:
     """Add the streaming benchmarks to the ``bench`` group."""
     bench.command("ingest")(ingest)
     bench.command("serve")(serve)
     bench.command("freshness")(freshness)
+    bench.command("batch")(batch)

@@ -52,11 +52,8 @@ def score_rows(result: FunnelResult) -> np.ndarray:
     >>> score_rows(r).tolist()
     [[0.5, 0.25, nan]]
     """
-    nan = float("nan")
-    return np.array(
-        [[nan if v is None else v for v in (it.p_click, it.p_purchase, it.value)] for it in result.items],
-        np.float64,
-    ).reshape(-1, len(SCORE_NAMES))
+    rows = [(it.p_click, it.p_purchase, it.value) for it in result.items]
+    return np.array(rows, np.float64).reshape(-1, len(SCORE_NAMES))  # None becomes NaN
 
 
 class DriftMonitor:
@@ -90,8 +87,12 @@ class DriftMonitor:
             return
         if result.feature_columns != self._features:
             self._start(result.feature_columns)
-        assert self._window is not None  # set by _start
-        self._window.add(np.hstack([result.features, score_rows(result)]))
+        window, n = self._window, len(result.items)
+        assert window is not None  # set by _start
+        if window.wants(n):
+            window.add(np.hstack([result.features, score_rows(result)]))
+        else:
+            window.skip(n)  # most lists of a busy window: no row is kept, none is built
 
     def _start(self, features: tuple[str, ...]) -> None:
         self._features = features

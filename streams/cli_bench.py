@@ -116,8 +116,8 @@ def freshness(
 
 
 def metrics_cost(
-    rounds: Annotated[int, typer.Option(help="rounds per mode (alternating on/off)")] = 6,
-    seconds: Annotated[float, typer.Option(help="length of each round")] = 5.0,
+    rounds: Annotated[int, typer.Option(help="rounds per mode (alternating on/off)")] = 20,
+    seconds: Annotated[float, typer.Option(help="length of each round")] = 2.0,
     concurrency: Annotated[int, typer.Option(help="closed-loop clients")] = 4,
     k: int = 10,
     warm_events: int = 30_000,

@@ -40,13 +40,16 @@ from streams.errors import DecodeError
 from streams.records import RecommendRequest
 from streams.settings import Settings
 
+TARGET_COST = 0.05
+"""Issue 6: metrics may cost at most 5 % of serving throughput."""
+
 
 @dataclass(frozen=True, slots=True)
 class CostLoad:
     """Rounds of ``seconds`` each per mode, clients in the closed loop, list size and the simulated world."""
 
-    rounds: int = 6
-    seconds: float = 5.0
+    rounds: int = 20
+    seconds: float = 2.0
     concurrency: int = 4
     k: int = 10
     warm_events: int = 30_000
@@ -122,11 +125,12 @@ async def closed_loop(rt: Runtime, load: CostLoad, seconds: float, first: int) -
             i += load.concurrency
             await asyncio.sleep(0)  # let the other clients (and the monitors) in, as the event loop would
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(client(c) for c in range(load.concurrency)))
-    elapsed = time.perf_counter() - started
-    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "fallbacks": fallbacks,
-            **summarize_ms(latencies)}  # fmt: skip
+    elapsed, cpu_s = time.perf_counter() - started, time.process_time() - cpu
+    n = len(latencies)
+    return {"requests": n, "rps": n / elapsed, "cpu_s": cpu_s, "rps_cpu": n / max(cpu_s, 1e-9),
+            "fallbacks": fallbacks, **summarize_ms(latencies)}  # fmt: skip
 
 
 async def _monitors(rt: Runtime, every_s: float = 1.0) -> None:
@@ -156,34 +160,41 @@ async def measure(on: Runtime, off: Runtime, load: CostLoad) -> dict[str, Any]:
 
 
 def summarize_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median throughput and latency per mode, and ``cost = 1 - rps_on / rps_off``.
+    """Medians per mode and the relative cost ``1 - on / off`` of the throughput, two ways.
 
-    >>> rs = [{"metrics": "on", "rps": 95.0, "p50_ms": 2.0, "p99_ms": 4.0},
-    ...       {"metrics": "off", "rps": 100.0, "p50_ms": 1.9, "p99_ms": 3.8}]
-    >>> summarize_rounds(rs)["throughput_cost"]
-    0.05
+    ``rps_cpu`` (requests per CPU-second of this process, monitor threads included) is what one dedicated
+    core would sustain; it is the figure to judge on a shared machine, where wall-clock ``rps`` swings with
+    the neighbours' load. ``*_paired`` is the median of the per-round costs (on and off back to back).
+
+    >>> rs = [{"round": 0, "metrics": "on", "rps": 95.0, "rps_cpu": 190.0, "p50_ms": 2.0, "p99_ms": 4.0},
+    ...       {"round": 0, "metrics": "off", "rps": 100.0, "rps_cpu": 200.0, "p50_ms": 1.9, "p99_ms": 3.8}]
+    >>> s = summarize_rounds(rs)
+    >>> s["throughput_cost_cpu"], s["throughput_cost_wall"], s["throughput_cost_cpu_paired"]
+    (0.05, 0.05, 0.05)
     """
     out: dict[str, Any] = {}
     for mode in ("on", "off"):
         mine = [r for r in rounds if r["metrics"] == mode]
         out[f"metrics_{mode}"] = {
+            "rps_cpu_median": round(statistics.median(r["rps_cpu"] for r in mine), 1),
             "rps_median": round(statistics.median(r["rps"] for r in mine), 1),
-            "rps_rounds": [round(r["rps"], 1) for r in mine],
             "p50_ms_median": statistics.median(r["p50_ms"] for r in mine),
             "p99_ms_median": statistics.median(r["p99_ms"] for r in mine),
         }
-    on, off = out["metrics_on"]["rps_median"], out["metrics_off"]["rps_median"]
-    out["throughput_cost"] = round(1.0 - on / off, 4) if off else float("nan")
-    pairs = _paired(rounds)
-    out["throughput_cost_paired_median"] = round(statistics.median(pairs), 4) if pairs else float("nan")
+    for basis, key in (("cpu", "rps_cpu"), ("wall", "rps")):
+        on, off = out["metrics_on"][f"{key}_median"], out["metrics_off"][f"{key}_median"]
+        out[f"throughput_cost_{basis}"] = round(1.0 - on / off, 4) if off else float("nan")
+        pairs = _paired(rounds, key)
+        out[f"throughput_cost_{basis}_paired"] = round(statistics.median(pairs), 4) if pairs else float("nan")
+    out["within_target"] = out["throughput_cost_cpu"] <= TARGET_COST
     out["rounds"] = rounds
     return out
 
 
-def _paired(rounds: list[dict[str, Any]]) -> list[float]:
+def _paired(rounds: list[dict[str, Any]], key: str) -> list[float]:
     by_round: dict[int, dict[str, float]] = {}
     for r in rounds:
-        by_round.setdefault(r.get("round", 0), {})[r["metrics"]] = r["rps"]
+        by_round.setdefault(r.get("round", 0), {})[r["metrics"]] = r[key]
     return [1.0 - m["on"] / m["off"] for m in by_round.values() if "on" in m and m.get("off")]
 
 
@@ -214,6 +225,6 @@ async def run_metrics_cost(base: Settings, load: CostLoad, *, logs: Path, train:
         "k": load.k,
         "concurrency": load.concurrency,
         "round_seconds": load.seconds,
-        "target_cost": 0.05,
+        "target_cost": TARGET_COST,
         **result,
     }

@@ -27,5 +27,6 @@ async def test_on_and_off_runtimes_serve_the_same_world_and_only_one_records() -
     assert off.registry is not on.registry and not exported_names(off.registry)  # nothing registered when off
     result = await measure(on, off, load)
     assert [r["metrics"] for r in result["rounds"]] == ["on", "off", "off", "on"]
-    assert result["metrics_on"]["rps_median"] > 0 and result["metrics_off"]["rps_median"] > 0
-    assert -1.0 < result["throughput_cost"] < 1.0
+    assert result["metrics_on"]["rps_cpu_median"] > 0 and result["metrics_off"]["rps_cpu_median"] > 0
+    assert -1.0 < result["throughput_cost_cpu"] < 1.0 and isinstance(result["within_target"], bool)
+    assert all(r["cpu_s"] > 0 and r["rps_cpu"] >= r["rps"] * 0.5 for r in result["rounds"])

@@ -114,8 +114,9 @@ class DriftMonitor:
         if self._window is None or self._window.seen < self.settings.min_samples:
             return None
         sample = self.window()
+        rows = len(next(iter(sample.values())))
         self.last = self.reference.psi(sample)
-        self.metrics.drift(self.last, len(next(iter(sample.values()))))
+        self.metrics.drift(self.last, rows)
         if self.snapshot is not None:
             try:
                 write_snapshot(self.snapshot, self.version, sample, self.clock())
@@ -123,7 +124,7 @@ class DriftMonitor:
                 log.warning("drift snapshot %s not written: %s", self.snapshot, exc)
         self._window.reset()
         worst = max(self.last.items(), key=lambda kv: kv[1], default=None)
-        log.debug("drift of %s over %d rows; worst %s", self.version, self.seen, worst)
+        log.debug("drift of %s over %d sampled rows; worst %s", self.version, rows, worst)
         return self.last
 
 

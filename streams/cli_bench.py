@@ -141,8 +141,29 @@ def batch(
     _report("batch", result, json_out)
 
 
+def metrics_cost(
+    rounds: Annotated[int, typer.Option(help="rounds per mode (alternating on/off)")] = 20,
+    seconds: Annotated[float, typer.Option(help="length of each round")] = 2.0,
+    concurrency: Annotated[int, typer.Option(help="closed-loop clients")] = 4,
+    k: int = 10,
+    warm_events: int = 30_000,
+    users: int = 5_000,
+    items: int = 5_000,
+    train: Annotated[str, typer.Option(help="model config trained first (tiny|default)")] = "tiny",
+    json_out: JsonOut = None,
+) -> None:
+    """Serving throughput (closed loop, full funnel) and latency with metrics on and off in the same run."""
+    from streams.bench.metrics_cost import CostLoad, run_metrics_cost
+    from streams.settings import load_settings
+
+    load = CostLoad(rounds, seconds, concurrency, k, warm_events, users, items)
+    result = asyncio.run(run_metrics_cost(load_settings(), load, logs=LOGS, train=train))
+    _report("metrics-cost", result, json_out)
+
+
 def register(bench: typer.Typer) -> None:
     """Add the streaming benchmarks to the ``bench`` group."""
+    bench.command("metrics-cost")(metrics_cost)
     bench.command("ingest")(ingest)
     bench.command("serve")(serve)
     bench.command("freshness")(freshness)

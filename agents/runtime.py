@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from agents.experiments import assign, variant_label
 from agents.funnel.pipeline import Funnel
+from agents.funnel.thompson import BetaPrior, SourcePosteriors
 from agents.serving_setup import build_funnel, funnel_config, serving_experiment
 from state.features import FeatureConfig, UserState, decode_state
 from state.items import ItemRecord
@@ -74,6 +75,8 @@ class Runtime:
     arm_funnels: dict[str, Funnel] = field(init=False)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     metrics: WorkerMetrics = field(init=False)
+    # Thompson sampling's click/impression counts per source: this worker's lists and the clicks on them.
+    posteriors: SourcePosteriors = field(init=False)
     # The events agent binds this to its Faust table's local store (keys are user ids as bytes).
     local_users: MutableMapping[bytes, UserState | bytes] = field(default_factory=dict)
 
@@ -83,6 +86,7 @@ class Runtime:
         self.pools = PoolConfig(**self.settings.pools.model_dump())
         self.metrics = build_metrics(self.settings.metrics, self.registry, self.settings.worker.app_id)
         self.experiment = serving_experiment(self.settings.experiments)
+        self.posteriors = SourcePosteriors(BetaPrior(*self.settings.serving.thompson_prior))
         self._build_funnels(None)
 
     @classmethod
@@ -96,6 +100,14 @@ class Runtime:
         self.model = loaded
         self.metrics.model_loaded(loaded.manifest.version if loaded is not None else None)
         self.tower = SessionTower(loaded) if loaded is not None and "user_tower" in loaded.sessions else None
+        if self.tower is not None and self.tower.max_len > self.features.last_n:
+            # the tower was trained on up to max_len recent items; the state keeps fewer: a training-serving skew
+            log.warning(
+                "model %s reads %d recent items but the state keeps %d (STREAMREC_FEATURES__LAST_N)",
+                self.tower.version,
+                self.tower.max_len,
+                self.features.last_n,
+            )
         self._build_funnels(loaded)
 
     def _build_funnels(self, loaded: LoadedVersion | None) -> None:
@@ -109,6 +121,8 @@ class Runtime:
                 loaded=loaded,
                 catalog=self.catalog,
                 config=funnel_config(serving, serving.max_k, variant),
+                posteriors=self.posteriors,
+                ann_k=serving.ann_k,
             )
 
         self.funnel = make(None)

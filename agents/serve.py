@@ -48,6 +48,7 @@ async def answer(rt: Runtime, req: RecommendRequest, received: float) -> tuple[R
     m.candidates(result.source_counts, result.source_errors)
     m.filter_drops(result.dropped)
     m.response((now - received), fallback_reasons=degraded if response.fallback else ())
+    rt.posteriors.served(req.correlation_id, [(it.item_id, it.source) for it in result.items])
     impression = result.impression(
         req.correlation_id, req.user_id, variant=response.variant, model_version=version, served_at=served_at
     )

@@ -10,9 +10,10 @@ from agents.funnel.embeddings import ItemVectors
 from agents.funnel.filters import FilterConfig
 from agents.funnel.hydrate import HydrationPlan
 from agents.funnel.ordering import OrderingConfig
-from agents.funnel.pipeline import Funnel, FunnelConfig
+from agents.funnel.pipeline import DEFAULT_QUOTAS, Funnel, FunnelConfig
 from agents.funnel.scoring import OnnxRanker, Ranker, ValueConfig
 from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolSource
+from agents.funnel.thompson import SourcePosteriors
 from state.features import FeatureConfig
 from state.items import ItemRecord
 from state.pools import PoolConfig
@@ -41,11 +42,13 @@ def model_parts(loaded: LoadedVersion | None) -> tuple[Ranker | None, HydrationP
     return OnnxRanker(loaded.sessions["ranker"]), plan, item_vectors(loaded)
 
 
-def sources(store: OnlineFeatureStore, pools: PoolConfig, loaded: LoadedVersion | None) -> list[CandidateSource]:
+def sources(
+    store: OnlineFeatureStore, pools: PoolConfig, loaded: LoadedVersion | None, ann_k: int = 300
+) -> list[CandidateSource]:
     """Retrieval channels: ANN over the version's item index (when there is one), co-visitation and the pools."""
     out: list[CandidateSource] = []
     if loaded is not None and loaded.index is not None:
-        out.append(AnnSource(loaded.index, loaded.item_ids, k=300))
+        out.append(AnnSource(loaded.index, loaded.item_ids, k=ann_k))
     out.append(CovisitSource(store, pools))
     out += [
         CachedPool(PoolSource(store, kind, pools), ttl_s=1.0) for kind in ("trending", "fresh", "popular", "category")
@@ -65,7 +68,10 @@ def funnel_config(serving: ServingSettings, max_k: int, variant: Variant | None 
             epsilon=serving.epsilon if v.epsilon is None else v.epsilon,
             category_cap=serving.category_cap,
             max_k=max_k,
+            policy=serving.exploration_policy,
+            allowed_policies=serving.allowed_policies,
         ),
+        quotas={**DEFAULT_QUOTAS, "ann": max(DEFAULT_QUOTAS["ann"], serving.ann_k)},
         catalog_first=True,
     )
 
@@ -97,6 +103,8 @@ def build_funnel(
     loaded: LoadedVersion | None,
     catalog: Mapping[str, ItemRecord],
     config: FunnelConfig | None = None,
+    posteriors: SourcePosteriors | None = None,
+    ann_k: int = 300,
 ) -> Funnel:
     """The funnel a worker serves with; ``Funnel.set_model`` swaps versions later."""
     ranker, plan, vectors = model_parts(loaded)
@@ -105,10 +113,11 @@ def build_funnel(
     return Funnel(
         config or FunnelConfig(catalog_first=True),
         store,
-        sources(store, pools, loaded),
+        sources(store, pools, loaded, ann_k),
         ranker=ranker,
         plan=plan,
         vectors=vectors,
         features=features,
         catalog=catalog,
+        posteriors=posteriors,
     )

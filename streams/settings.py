@@ -83,6 +83,26 @@ class ServingSettings(_Section):
     mmr_lambda: float = Field(default=0.8, ge=0, le=1)
     epsilon: float = Field(default=0.05, ge=0, le=1, description="share of exploration slots")
     category_cap: int | None = Field(default=None, ge=1)
+    exploration_policy: ExplorationPolicy = Field(
+        default="epsilon", description="epsilon-greedy slots, Thompson sampling over candidate sources, or none"
+    )
+    allowed_policies: tuple[ExplorationPolicy, ...] = Field(
+        default=("epsilon", "thompson", "none"), min_length=1, description="what a request's `exploration` may pick"
+    )
+    thompson_prior: tuple[float, float] = Field(
+        default=(1.0, 1.0), description="Beta(alpha, beta) prior of every source's click rate"
+    )
+    ann_k: int = Field(default=300, ge=1, description="nearest items the ANN source retrieves")
+
+    @model_validator(mode="after")
+    def _policies(self) -> Self:
+        if self.exploration_policy not in self.allowed_policies:
+            raise ValueError(
+                f"exploration_policy {self.exploration_policy!r} is not in allowed_policies {self.allowed_policies}"
+            )
+        if min(self.thompson_prior) <= 0:
+            raise ValueError(f"thompson_prior needs positive parameters, got {self.thompson_prior}")
+        return self
 
 
 class MetricsSettings(_Section):
@@ -104,6 +124,7 @@ class LagSettings(_Section):
 
 
 ValueFormula = Literal["click", "purchase", "expected_revenue", "weighted"]
+ExplorationPolicy = Literal["epsilon", "thompson", "none"]
 
 SHARE_TOLERANCE = 1e-9
 

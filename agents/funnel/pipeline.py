@@ -38,6 +38,7 @@ from agents.funnel.ordering import (
 from agents.funnel.outcome import FunnelResult
 from agents.funnel.scoring import Ranker, ValueConfig
 from agents.funnel.sources import StaticSource, strongest_categories
+from agents.funnel.thompson import SourcePosteriors, thompson_slate
 from state.feature_config import FeatureConfig
 from state.features import category_affinity
 from state.items import ItemRecord
@@ -127,7 +128,8 @@ class Funnel:
 
     ``ranker`` and ``plan`` come from the registry's champion (``set_model`` swaps them, ``None`` removes
     the model); ``vectors`` are the item embeddings of the same version (two-tower feature and MMR);
-    ``catalog`` is the worker's local item table, read when the store cannot answer.
+    ``catalog`` is the worker's local item table, read when the store cannot answer; ``posteriors`` are the
+    worker's click/impression counts per source that Thompson sampling draws from.
     """
 
     def __init__(
@@ -141,9 +143,11 @@ class Funnel:
         vectors: ItemVectors | None = None,
         features: FeatureConfig | None = None,
         catalog: Mapping[str, ItemRecord] | None = None,
+        posteriors: SourcePosteriors | None = None,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.config, self.store, self.sources = config, store, list(sources)
+        self.posteriors = posteriors if posteriors is not None else SourcePosteriors()
         self.features = features or FeatureConfig()
         self.catalog = catalog if catalog is not None else {}
         self.timer = timer
@@ -323,12 +327,18 @@ class Funnel:
         if not rushed and self.vectors is not None and rows is not None and knobs.mmr_lambda < 1.0:
             unit = self.vectors.take(rows, unit=True)[0]
         exploit = mmr(values, unit, knobs.k, 1.0 if rushed else knobs.mmr_lambda, cats=cats, cap=cfg.category_cap)
-        if rushed or knobs.epsilon <= 0.0:
+        if rushed or knobs.policy == "none" or (knobs.policy == "epsilon" and knobs.epsilon <= 0.0):
             slate = greedy_slate(exploit)
         else:
             gen = rng or np.random.default_rng([self.config.seed, zlib.crc32(correlation_id.encode())])
             pool = explore_pool(values, exploit, cfg.explore_pool)
-            slate = epsilon_greedy(exploit, pool, knobs.epsilon, gen, cats=cats, cap=cfg.category_cap)
+            if knobs.policy == "thompson":
+                ranked, names = [*exploit, *pool.tolist()], [c.source for c in kept.kept]
+                slate = thompson_slate(
+                    ranked, names, len(exploit), self.posteriors, gen, exploit=exploit, cats=cats, cap=cfg.category_cap
+                )
+            else:
+                slate = epsilon_greedy(exploit, pool, knobs.epsilon, gen, cats=cats, cap=cfg.category_cap)
         run.lap("order")
         return slate, (("mmr", "explore") if rushed else ())
 

@@ -13,7 +13,7 @@ import torch
 
 from models.baselines import ALS_GRID, EASE_GRID, Als, Ease, Popularity, Recommender, tune_and_test
 from models.configs import ranker_config, two_tower_config
-from models.data import Dataset, load_movielens_100k
+from models.data import Dataset, load_movielens_100k, without_user_features
 from models.evaluate import EvalResult, evaluate
 from models.export import export_item_index, export_item_tower, export_ranker, export_user_tower
 from models.ranker import TrainedRanker, train_ranker
@@ -137,10 +137,17 @@ def train_sim_ranker(log: SimLog, trained: TrainedTwoTower, config: str, seed: i
 
 
 def build_version(
-    kind: str, data: Path, staging: Path, *, config: str = "default", seed: int = 0, progress: Progress = _no_progress
+    kind: str, data: Path, staging: Path, *, config: str = "default", seed: int = 0, progress: Progress = _no_progress,
+    user_features: bool = True,
 ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
-    """Train, evaluate and export everything a version needs into ``staging``: (metrics, data window, config)."""
+    """Train, evaluate and export everything a version needs into ``staging``: (metrics, data window, config).
+
+    ``user_features=False`` trains the user tower on the serving defaults instead of the dataset's profile
+    columns (see :func:`models.data.without_user_features`).
+    """
     dataset, log = load_dataset(kind, data)
+    if not user_features:
+        dataset = without_user_features(dataset)
     split = leave_last_out(dataset.interactions, dataset.n_users, dataset.n_items)
     trained = train_retrieval(dataset, split, config, seed, progress)
     result = evaluate(two_tower_scorer(trained, dataset, split.history("test")), split, "test",
@@ -162,7 +169,8 @@ def build_version(
     window = {"dataset": dataset.name, "source": str(data), "protocol": split.protocol,
               "first_ts": int(ts.min()), "last_ts": int(ts.max()), "interactions": len(dataset.interactions),
               "users": dataset.n_users, "items": dataset.n_items}
-    cfg = {"two_tower": asdict(trained.config), "name": config, "train_seconds": round(trained.seconds, 1)}
+    cfg = {"two_tower": asdict(trained.config), "name": config, "train_seconds": round(trained.seconds, 1),
+           "user_features": user_features}
     return metrics, window, cfg
 
 

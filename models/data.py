@@ -247,6 +247,13 @@ def without_user_features(dataset: Dataset) -> Dataset:
     return replace(dataset, user_features=np.zeros_like(dataset.user_features))
 
 
+def restrict_users(dataset: Dataset, users: IntArray) -> Dataset:
+    """Only the interactions of ``users``; vocabularies, content and features stay whole (indices are stable)."""
+    from dataclasses import replace
+
+    return replace(dataset, interactions=dataset.interactions.take(np.isin(dataset.interactions.user, users)))
+
+
 def load_movielens_100k(root: Path) -> Dataset:
     """Load ``u.data``, ``u.item`` and ``u.user`` from ``root``; every rating becomes one implicit interaction.
 

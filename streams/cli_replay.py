@@ -21,6 +21,7 @@ def replay_cmd(
     sample_rate: Annotated[float, typer.Option(help="share of held-out interactions to ask about")] = 1.0,
     config: Annotated[str, typer.Option(help="training config: default | long | tiny")] = "default",
     seed: int = 0,
+    train_replayed_only: Annotated[bool, typer.Option(help="train on the replayed users only (quick)")] = False,
 ) -> None:
     """Stream the dataset through Kafka into a worker and compare online with offline HR@10 and NDCG@10.
 

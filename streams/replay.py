@@ -57,6 +57,7 @@ class ReplayOptions:
     k: int = 10
     deadline_ms: float = 5000.0
     state_timeout_s: float = 20.0
+    train_replayed_only: bool = False  # train on the replayed users' interactions only (quick tests)
 
 
 @dataclass
@@ -105,13 +106,22 @@ def version_scores(loaded: LoadedVersion, seqs: list[IntArray], features: FloatA
     return np.concatenate(out) if out else np.zeros((0, table.shape[0]), np.float32)
 
 
-def build_replay_version(opts: ReplayOptions, work: Path, progress: Progress) -> tuple[str, dict[str, float]]:
+def build_replay_version(
+    opts: ReplayOptions, plan: ReplayPlan, work: Path, progress: Progress
+) -> tuple[str, dict[str, float]]:
     """Train and publish the version the replay serves, into a private registry under ``work``."""
     from models.pipeline import build_version
 
     staging = work / "staging"
     metrics, window, cfg = build_version(
-        opts.dataset, opts.data, staging, config=opts.config, seed=opts.seed, progress=progress, user_features=False
+        opts.dataset,
+        opts.data,
+        staging,
+        config=opts.config,
+        seed=opts.seed,
+        progress=progress,
+        user_features=False,
+        users=plan.users if opts.train_replayed_only else None,
     )
     registry = FileRegistry(work / "registry")
     manifest = registry.publish(
@@ -259,7 +269,7 @@ def run_replay(base: Settings, opts: ReplayOptions, progress: Progress = _no_pro
     )
     with tempfile.TemporaryDirectory(prefix="streamrec-replay-") as tmp:
         work = Path(tmp)
-        version, version_metrics = build_replay_version(opts, work, progress)
+        version, version_metrics = build_replay_version(opts, plan, work, progress)
         loaded = FileRegistry(work / "registry").load(version)
         offline, offline_lists = offline_side(loaded, dataset, plan, opts.k)
         max_len = int(loaded.spec.graphs["user_tower"].inputs[0].shape[1] or 50)
@@ -274,6 +284,7 @@ def run_replay(base: Settings, opts: ReplayOptions, progress: Progress = _no_pro
         "model_version": version,
         "served_versions": sorted(online.versions),
         "config": opts.config,
+        "trained_on": "replayed users" if opts.train_replayed_only else "all users",
         "seed": opts.seed,
         "users": int(plan.users.shape[0]),
         "events_streamed": online.events,

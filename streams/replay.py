@@ -28,7 +28,7 @@ import numpy as np
 from aiokafka import AIOKafkaProducer
 
 from models.data import Dataset, FloatArray, IntArray, without_user_features
-from models.replay_eval import ReplayPlan, compare, list_metrics, offline_metrics, replay_plan, top_k
+from models.replay_eval import Metrics, ReplayPlan, compare, list_metrics, offline_metrics, replay_plan, top_k
 from models.splits import leave_last_out, sequences
 from models.train_two_tower import last_items
 from state.registry import FileRegistry, LoadedVersion
@@ -88,8 +88,13 @@ def replay_settings(base: Settings, registry: Path, n_items: int, max_len: int) 
     return base.model_copy(update={"serving": serving, "features": features, "worker": worker, "models": models})
 
 
-def version_scores(loaded: LoadedVersion, seqs: list[IntArray], features: FloatArray, users: IntArray) -> FloatArray:
-    """Every item's score for ``users`` from the version's own ONNX user tower and item index (offline side)."""
+def version_scores(
+    loaded: LoadedVersion, seqs: list[IntArray], features: FloatArray, users: IntArray, *, float16_session: bool = False
+) -> FloatArray:
+    """Every item's score for ``users`` from the version's own ONNX user tower and item index (offline side).
+
+    ``float16_session`` rounds the session embeddings as the online store keeps them (a diagnostic).
+    """
     stored = loaded.index.stored() if loaded.index is not None and hasattr(loaded.index, "stored") else None
     if stored is None:
         raise InfraError(f"version {loaded.manifest.version}: replay needs an exact index that keeps its vectors")
@@ -102,7 +107,10 @@ def version_scores(loaded: LoadedVersion, seqs: list[IntArray], features: FloatA
         batch = users[start : start + 256]
         feeds = {"item_seq": last_items(seqs, batch, max_len), "user_features": features[batch].astype(np.float32)}
         (emb,) = loaded.sessions["user_tower"].run(["user_embedding"], feeds)
-        out.append(np.asarray(emb, dtype=np.float32) @ table.T)
+        emb = np.asarray(emb, dtype=np.float32)
+        if float16_session:
+            emb = emb.astype(np.float16).astype(np.float32)
+        out.append(emb @ table.T)
     return np.concatenate(out) if out else np.zeros((0, table.shape[0]), np.float32)
 
 
@@ -220,8 +228,11 @@ async def stream_and_ask(
     return run
 
 
-def offline_side(loaded: LoadedVersion, dataset: Dataset, plan: ReplayPlan, k: int) -> tuple[Any, list[list[str]]]:
-    """Offline metrics and top-k lists of the version on the asked interactions (history = all before them)."""
+def offline_side(
+    loaded: LoadedVersion, dataset: Dataset, plan: ReplayPlan, k: int
+) -> tuple[Metrics, list[list[str]], Metrics]:
+    """Offline metrics and top-k lists of the version on the asked interactions (history = all before them),
+    and the metrics with session embeddings rounded to float16 as the online store keeps them."""
     split = leave_last_out(dataset.interactions, dataset.n_users, dataset.n_items)
     seqs = sequences(split.history("test"), dataset.n_users)
     rows = plan.ask_rows
@@ -230,7 +241,9 @@ def offline_side(loaded: LoadedVersion, dataset: Dataset, plan: ReplayPlan, k: i
     seen = [seqs[int(u)].tolist() for u in users]
     metrics = offline_metrics(scores, seen, dataset.interactions.item[rows], k)
     lists = [[dataset.items.ids[j] for j in top] for top in top_k(scores, seen, k)]
-    return metrics, lists
+    rounded = version_scores(loaded, seqs, dataset.user_features, users, float16_session=True)
+    as_stored = offline_metrics(rounded, seen, dataset.interactions.item[rows], k)
+    return metrics, lists, as_stored
 
 
 async def run_online(
@@ -271,7 +284,7 @@ def run_replay(base: Settings, opts: ReplayOptions, progress: Progress = _no_pro
         work = Path(tmp)
         version, version_metrics = build_replay_version(opts, plan, work, progress)
         loaded = FileRegistry(work / "registry").load(version)
-        offline, offline_lists = offline_side(loaded, dataset, plan, opts.k)
+        offline, offline_lists, offline16 = offline_side(loaded, dataset, plan, opts.k)
         max_len = int(loaded.spec.graphs["user_tower"].inputs[0].shape[1] or 50)
         settings = replay_settings(isolated(base, "replay"), work / "registry", dataset.n_items, max_len)
         trained_s = time.perf_counter() - started
@@ -293,6 +306,7 @@ def run_replay(base: Settings, opts: ReplayOptions, progress: Progress = _no_pro
         "k": opts.k,
         **verdict,
         "identical_lists": round(same_lists / max(len(online.lists), 1), 6),
+        "offline_float16_session": {n: round(v, 6) for n, v in offline16.summary().items() if n != "interactions"},
         "fallback_answers": online.fallbacks,
         "request_latency": summarize_ms(online.latencies_ms),
         "state_wait": summarize_ms(online.state_waits_ms),

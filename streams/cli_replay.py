@@ -22,6 +22,10 @@ def replay_cmd(
     config: Annotated[str, typer.Option(help="training config: default | long | tiny")] = "default",
     seed: int = 0,
     train_replayed_only: Annotated[bool, typer.Option(help="train on the replayed users only (quick)")] = False,
+    skew: Annotated[
+        Optional[list[str]],
+        typer.Option(help="leave a guard off to measure it: user_features, last_n, exploration, mmr, seen"),
+    ] = None,
 ) -> None:
     """Stream the dataset through Kafka into a worker and compare online with offline HR@10 and NDCG@10.
 

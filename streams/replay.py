@@ -40,6 +40,8 @@ from streams.settings import Settings
 Progress = Callable[[str, int, int], None]
 #: What every replay request carries: no exploration, pure score order.
 REPLAY_CONTEXT: dict[str, str | int | float | bool] = {"exploration": "none", "mmr_lambda": 1.0}
+#: Skews ``--skew`` can put back, to measure what each guard is worth.
+SKEWS: tuple[str, ...] = ("user_features", "last_n", "exploration", "mmr", "seen")
 
 
 def _no_progress(desc: str, done: int, total: int) -> None:
@@ -58,6 +60,17 @@ class ReplayOptions:
     deadline_ms: float = 5000.0
     state_timeout_s: float = 20.0
     train_replayed_only: bool = False  # train on the replayed users' interactions only (quick tests)
+    skews: frozenset[str] = frozenset()  # guards to leave off (names in SKEWS)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(self.skews - set(SKEWS))
+        if unknown:
+            raise ValueError(f"unknown skews {unknown}; valid: {list(SKEWS)}")
+
+    def context(self) -> dict[str, str | int | float | bool]:
+        """What each request carries (the overrides of a left-off guard are dropped)."""
+        drop = {"exploration"} & self.skews | ({"mmr_lambda"} if "mmr" in self.skews else set())
+        return {k: v for k, v in REPLAY_CONTEXT.items() if k not in drop}
 
 
 @dataclass
@@ -70,19 +83,21 @@ class OnlineRun:
     events: int
 
 
-def replay_settings(base: Settings, registry: Path, n_items: int, max_len: int) -> Settings:
-    """The worker's settings: ``base`` (already isolated) serving ``registry``'s champion without skews."""
-    serving = base.serving.model_copy(
-        update={
-            "exploration_policy": "none",
-            "epsilon": 0.0,
-            "mmr_lambda": 1.0,
-            "category_cap": None,
-            "ann_k": n_items,
-            "candidate_limit": max(base.serving.candidate_limit, n_items + 1000),
-        }
-    )
-    features = base.features.model_copy(update={"last_n": max(base.features.last_n, max_len)})
+def replay_settings(
+    base: Settings, registry: Path, n_items: int, max_len: int, skews: frozenset[str] = frozenset()
+) -> Settings:
+    """The worker's settings: ``base`` (already isolated) serving ``registry``'s champion without skews
+    (except the guards named in ``skews``, left as ``base`` has them)."""
+    update: dict[str, object] = {"category_cap": None}
+    if "exploration" not in skews:
+        update |= {"exploration_policy": "none", "epsilon": 0.0}
+    if "mmr" not in skews:
+        update |= {"mmr_lambda": 1.0}
+    if "seen" not in skews:
+        update |= {"ann_k": n_items, "candidate_limit": max(base.serving.candidate_limit, n_items + 1000)}
+    serving = base.serving.model_copy(update=update)
+    last_n = base.features.last_n if "last_n" in skews else max(base.features.last_n, max_len)
+    features = base.features.model_copy(update={"last_n": last_n})
     worker = base.worker.model_copy(update={"batch_within_s": 0.01})
     models = base.models.model_copy(update={"registry_dir": registry, "poll_interval_s": 0.5})
     return base.model_copy(update={"serving": serving, "features": features, "worker": worker, "models": models})
@@ -128,7 +143,7 @@ def build_replay_version(
         config=opts.config,
         seed=opts.seed,
         progress=progress,
-        user_features=False,
+        user_features="user_features" in opts.skews,
         users=plan.users if opts.train_replayed_only else None,
     )
     registry = FileRegistry(work / "registry")
@@ -208,8 +223,8 @@ async def stream_and_ask(
                     resp = await client.recommend(
                         uid,
                         opts.k,
-                        context=dict(REPLAY_CONTEXT),
-                        exclude=sorted(seen.get(u, ())),
+                        context=opts.context(),
+                        exclude=[] if "seen" in opts.skews else sorted(seen.get(u, ())),
                         deadline_ms=opts.deadline_ms,
                     )
                     run.lists.append([it.item_id for it in resp.items])
@@ -275,7 +290,7 @@ def run_replay(base: Settings, opts: ReplayOptions, progress: Progress = _no_pro
 
     started = time.perf_counter()
     raw, _ = load_dataset(opts.dataset, opts.data)
-    dataset = without_user_features(raw)
+    dataset = raw if "user_features" in opts.skews else without_user_features(raw)
     split = leave_last_out(dataset.interactions, dataset.n_users, dataset.n_items)
     plan = replay_plan(
         dataset.interactions, split, max_users=opts.max_users, sample_rate=opts.sample_rate, seed=opts.seed
@@ -286,7 +301,7 @@ def run_replay(base: Settings, opts: ReplayOptions, progress: Progress = _no_pro
         loaded = FileRegistry(work / "registry").load(version)
         offline, offline_lists, offline16 = offline_side(loaded, dataset, plan, opts.k)
         max_len = int(loaded.spec.graphs["user_tower"].inputs[0].shape[1] or 50)
-        settings = replay_settings(isolated(base, "replay"), work / "registry", dataset.n_items, max_len)
+        settings = replay_settings(isolated(base, "replay"), work / "registry", dataset.n_items, max_len, opts.skews)
         trained_s = time.perf_counter() - started
         online = asyncio.run(run_online(settings, dataset, plan, opts, progress))
     targets = [dataset.items.ids[j] for j in dataset.interactions.item[plan.ask_rows]]
@@ -313,6 +328,7 @@ def run_replay(base: Settings, opts: ReplayOptions, progress: Progress = _no_pro
         "version_test_metrics": {k: round(v, 6) for k, v in version_metrics.items()},
         "train_seconds": round(trained_s, 1),
         "seconds": round(time.perf_counter() - started, 1),
+        "skews_left_on": sorted(opts.skews),
         "skew_guards": [
             "user tower trained on serving defaults (no profile features online)",
             "equal timestamps ordered by item id, as the online state orders them",

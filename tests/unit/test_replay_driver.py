@@ -47,3 +47,20 @@ def test_events_and_catalog_are_valid_wire_records() -> None:
     assert (ev.event_id, ev.user_id, ev.item_id, ev.type, ev.ts.timestamp()) == ("ml-100k-3", "7", "9", "view", 100.0)
     cat = _catalog(ds, 50)
     assert [k for k, _ in cat] == [b"10", b"9"] and b'"category":"b"' in cat[0][1] and b'"category":"a"' in cat[1][1]
+
+
+def test_a_skew_left_on_keeps_the_base_setting_and_drops_its_request_override() -> None:
+    import pytest
+
+    from streams.replay import ReplayOptions
+
+    base = load_settings(features={"last_n": 20}, serving={"mmr_lambda": 0.7, "epsilon": 0.1})
+    skews = frozenset({"last_n", "exploration", "mmr", "seen"})
+    s = replay_settings(base, Path("/tmp/reg"), n_items=1682, max_len=50, skews=skews)
+    assert s.features.last_n == 20 and s.serving.epsilon == 0.1 and s.serving.mmr_lambda == 0.7
+    assert s.serving.ann_k == base.serving.ann_k
+    opts = ReplayOptions(data=Path("."), skews=frozenset({"exploration", "mmr"}))
+    assert opts.context() == {}
+    assert ReplayOptions(data=Path("."), skews=frozenset({"seen"})).context() == REPLAY_CONTEXT
+    with pytest.raises(ValueError, match="unknown skews"):
+        ReplayOptions(data=Path("."), skews=frozenset({"vibes"}))

@@ -337,6 +337,11 @@ class Funnel:
         retrieval = np.array([c.score for c in kept.kept], dtype=np.float64)
         empty = np.zeros((0, len(self.plan.columns)), np.float32)
         if self.ranker is None or not kept.kept:
+            if self.ranker is None and kept.kept:
+                two_tower = self._two_tower_values(rows, ctx.user_vector)
+                if two_tower is not None:  # a retrieval-only version: its own score, as offline evaluation ranks
+                    run.lap("score")
+                    return _Scored(two_tower, None, None, empty)
             if self.ranker is None:
                 run.degraded.append("no_ranker")
             return _Scored(retrieval, None, None, empty)
@@ -364,6 +369,15 @@ class Funnel:
         values = self.config.value_for(request.surface).value(p_click, p_purchase, price)
         run.lap("score")
         return _Scored(values, p_click, p_purchase, hyd.matrix)
+
+    def _two_tower_values(self, rows: I64 | None, user_vec: F32 | None) -> F64 | None:
+        """The two-tower score of each candidate (items the version lacks rank below all others), or None."""
+        dots, found = self.tt_dots(rows, user_vec)
+        if dots is None or found is None or not found.any():
+            return None
+        values = dots.astype(np.float64)
+        values[~found] = float(values[found].min()) - 1.0  # finite, so MMR's scaling stays defined
+        return values
 
     def tt_dots(self, rows: I64 | None, user_vec: F32 | None) -> tuple[F32 | None, npt.NDArray[np.bool_] | None]:
         if self.vectors is None or rows is None or user_vec is None or user_vec.shape[0] != self.vectors.dim:

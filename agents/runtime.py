@@ -13,7 +13,9 @@ from agents.experiments import assign, variant_label
 from agents.funnel.pipeline import Funnel
 from agents.serving_setup import build_funnel, funnel_config, serving_experiment
 from state.features import FeatureConfig, UserState, decode_state
+from state.item_tower import ItemTower
 from state.items import ItemRecord
+from state.live_index import LiveIndex
 from state.pools import PoolConfig
 from state.registry import LoadedVersion
 from state.session_tower import SessionTower
@@ -55,6 +57,16 @@ def load_champion(settings: Settings) -> LoadedVersion | None:
         return None
 
 
+def live_parts(loaded: LoadedVersion | None) -> tuple[LiveIndex | None, ItemTower | None]:
+    """The version's index made growable, and its content item tower (None where the version lacks one)."""
+    if loaded is None or loaded.index is None:
+        return None, None
+    graph = loaded.spec.graphs.get("item_tower")
+    usable = graph is not None and "item_tower" in loaded.sessions
+    usable = usable and graph is not None and ItemTower.has_content(t.name for t in graph.inputs)
+    return LiveIndex(loaded.index, loaded.item_ids), ItemTower(loaded) if usable else None
+
+
 @dataclass
 class Runtime:
     """Per-worker dependencies handed to every agent's ``register``."""
@@ -69,6 +81,9 @@ class Runtime:
     catalog: dict[str, ItemRecord] = field(default_factory=dict)
     model: LoadedVersion | None = None
     tower: SessionTower | None = None
+    # The served version's ANN index, grown in place by new catalog items, and the tower that embeds them.
+    live_index: LiveIndex | None = None
+    item_tower: ItemTower | None = None
     funnel: Funnel = field(init=False)
     experiment: Experiment | None = field(init=False)
     arm_funnels: dict[str, Funnel] = field(init=False)
@@ -96,6 +111,7 @@ class Runtime:
         self.model = loaded
         self.metrics.model_loaded(loaded.manifest.version if loaded is not None else None)
         self.tower = SessionTower(loaded) if loaded is not None and "user_tower" in loaded.sessions else None
+        self.live_index, self.item_tower = live_parts(loaded)
         self._build_funnels(loaded)
 
     def _build_funnels(self, loaded: LoadedVersion | None) -> None:
@@ -109,6 +125,7 @@ class Runtime:
                 loaded=loaded,
                 catalog=self.catalog,
                 config=funnel_config(serving, serving.max_k, variant),
+                live=self.live_index,
             )
 
         self.funnel = make(None)

@@ -15,6 +15,7 @@ from agents.funnel.scoring import OnnxRanker, Ranker, ValueConfig
 from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolSource
 from state.features import FeatureConfig
 from state.items import ItemRecord
+from state.live_index import LiveIndex
 from state.pools import PoolConfig
 from state.registry import LoadedVersion
 from state.store import OnlineFeatureStore
@@ -41,10 +42,17 @@ def model_parts(loaded: LoadedVersion | None) -> tuple[Ranker | None, HydrationP
     return OnnxRanker(loaded.sessions["ranker"]), plan, item_vectors(loaded)
 
 
-def sources(store: OnlineFeatureStore, pools: PoolConfig, loaded: LoadedVersion | None) -> list[CandidateSource]:
-    """Retrieval channels: ANN over the version's item index (when there is one), co-visitation and the pools."""
+def sources(
+    store: OnlineFeatureStore, pools: PoolConfig, loaded: LoadedVersion | None, live: LiveIndex | None = None
+) -> list[CandidateSource]:
+    """Retrieval channels: ANN over the version's item index (when there is one), co-visitation and the pools.
+
+    With ``live`` (the version's index that new catalog items join) ANN searches it and its growing id list.
+    """
     out: list[CandidateSource] = []
-    if loaded is not None and loaded.index is not None:
+    if live is not None:
+        out.append(AnnSource(live.index, live.item_ids, k=300))
+    elif loaded is not None and loaded.index is not None:
         out.append(AnnSource(loaded.index, loaded.item_ids, k=300))
     out.append(CovisitSource(store, pools))
     out += [
@@ -97,6 +105,7 @@ def build_funnel(
     loaded: LoadedVersion | None,
     catalog: Mapping[str, ItemRecord],
     config: FunnelConfig | None = None,
+    live: LiveIndex | None = None,
 ) -> Funnel:
     """The funnel a worker serves with; ``Funnel.set_model`` swaps versions later."""
     ranker, plan, vectors = model_parts(loaded)
@@ -105,7 +114,7 @@ def build_funnel(
     return Funnel(
         config or FunnelConfig(catalog_first=True),
         store,
-        sources(store, pools, loaded),
+        sources(store, pools, loaded, live),
         ranker=ranker,
         plan=plan,
         vectors=vectors,

@@ -33,6 +33,7 @@ class PoolConfig:
     covisit_top_k: int = 50
     covisit_neighbours: int = 5  # recent items each new interaction pairs with
     fresh_keep: int = 200
+    catalog_log_keep: int = 100_000
 
     @property
     def trending(self) -> DecaySpec:
@@ -210,3 +211,12 @@ def fresh_updates(
                 rems.setdefault(name, []).append(rec.item_id)
     names = sorted(set(ups) | set(rems))
     return [PoolUpdate(n, ups.get(n, {}), rems.get(n, ()), pools.fresh_keep) for n in names]
+
+
+#: Set-style pool of catalog upserts: item -> time the items agent wrote it (newest first on read).
+CATALOG_LOG = "catalog"
+
+
+def catalog_log_update(item_ids: Iterable[str], at: float, pools: PoolConfig) -> PoolUpdate:
+    """Record that ``item_ids`` were upserted at ``at``, so every worker can index the new ones."""
+    return PoolUpdate(CATALOG_LOG, dict.fromkeys(item_ids, at), keep=pools.catalog_log_keep)

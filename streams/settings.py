@@ -68,6 +68,9 @@ class PoolSettings(_Section):
     covisit_top_k: int = Field(default=50, ge=1)
     covisit_neighbours: int = Field(default=5, ge=1)
     fresh_keep: int = Field(default=200, ge=1)
+    catalog_log_keep: int = Field(
+        default=100_000, ge=1, description="newest catalog upserts kept for workers to add to their ANN index"
+    )
 
 
 class ServingSettings(_Section):
@@ -173,6 +176,9 @@ class ExperimentSettings(_Section):
 class ModelSettings(_Section):
     registry_dir: Path = Path(".registry")
     poll_interval_s: float = Field(default=2.0, gt=0, description="how often workers look for a new champion")
+    catalog_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="how often workers add new catalog items to their ANN index"
+    )
 
 
 class Settings(BaseSettings):

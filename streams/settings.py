@@ -68,6 +68,9 @@ class PoolSettings(_Section):
     covisit_top_k: int = Field(default=50, ge=1)
     covisit_neighbours: int = Field(default=5, ge=1)
     fresh_keep: int = Field(default=200, ge=1)
+    catalog_log_keep: int = Field(
+        default=100_000, ge=1, description="newest catalog upserts kept for workers to add to their ANN index"
+    )
 
 
 class ServingSettings(_Section):
@@ -235,6 +238,9 @@ class ModelSettings(_Section):
     shadow_k: int = Field(default=10, ge=1, le=1000, description="top-k compared between champion and challenger")
     shadow_sample: float = Field(default=1.0, ge=0.0, le=1.0, description="share of answered requests shadow-scored")
     shadow_queue: int = Field(default=256, ge=1, description="pending shadow jobs kept; more are dropped and counted")
+    catalog_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="how often workers add new catalog items to their ANN index"
+    )
 
 
 class Settings(BaseSettings):

@@ -19,7 +19,8 @@ class AnnSource:
     """Nearest items to the user's session embedding (``ctx.user_vector``); nothing for users without one."""
 
     def __init__(self, index: AnnIndex, item_ids: Sequence[str], k: int = 300, name: str = "ann") -> None:
-        self.index, self.item_ids, self.k, self._name = index, tuple(item_ids), k, name
+        # ``item_ids`` is kept by reference: a live index (state.live_index) appends new items to it.
+        self.index, self.item_ids, self.k, self._name = index, item_ids, k, name
 
     @property
     def name(self) -> str:

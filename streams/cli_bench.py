@@ -12,6 +12,7 @@ from rich.console import Console
 
 console = Console()
 LOGS = Path(".run/bench-logs")
+FRESH_REDIS_PORT = 16393  # a private Redis: INFO memory then counts only this run's keys
 JsonOut = Annotated[Optional[Path], typer.Option("--json", help="write the result JSON here")]
 
 
@@ -80,13 +81,14 @@ def freshness(
     rate: Annotated[float, typer.Option(help="events/s while measuring")] = 5000.0,
     seconds: float = 10.0,
     warm_events: int = 100_000,
-    users: int = 100_000,
+    users: Annotated[int, typer.Option(help="simulated users; Redis memory is measured over all of them")] = 100_000,
     items: int = 20_000,
     train: Annotated[str, typer.Option(help="model config for session embeddings (tiny|default|none)")] = "tiny",
     json_out: JsonOut = None,
 ) -> None:
     """Event produced -> user features and session embedding readable in Redis; Redis bytes per active user."""
     from streams.admin import delete_topics, ensure_topics
+    from streams.bench.faults import private_redis
     from streams.bench.freshness import run_freshness
     from streams.bench.harness import isolated, simulated_lines, user_ids
     from streams.bench.ingest import produce_paced
@@ -101,15 +103,26 @@ def freshness(
     if train != "none":
         settings = with_trained_model(settings, events[:warm_events], catalog, train, LOGS / settings.worker.app_id)
     active = user_ids(events)
+    url = f"redis://127.0.0.1:{FRESH_REDIS_PORT}/0"
+    settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
+    redis = private_redis(FRESH_REDIS_PORT, LOGS / settings.worker.app_id / "redis")
     asyncio.run(ensure_topics(settings.kafka))
     try:
+        time.sleep(0.5)  # let the private Redis start listening
         asyncio.run(produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None))
         result = asyncio.run(
             run_freshness(
-                settings, warm=events[:warm_events], paced=events[warm_events:], rate=rate, users=active, logs=LOGS
+                settings,
+                warm=events[:warm_events],
+                paced=events[warm_events:],
+                rate=rate,
+                users=active,
+                n_users=users,
+                logs=LOGS,
             )
         )
     finally:
+        redis.kill()
         asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
     result.update({"benchmark": "freshness", "target_rate": rate, "model": train, "active_users": len(active)})
     _report("freshness", result, json_out)

@@ -30,25 +30,29 @@ def ingest(
     backlog: Annotated[int, typer.Option(help="events drained to measure capacity")] = 100_000,
     users: int = 100_000,
     items: int = 20_000,
+    train: Annotated[str, typer.Option(help="model config for session embeddings (tiny|default|none)")] = "tiny",
     json_out: JsonOut = None,
 ) -> None:
     """Worker capacity (backlog drain) and lag at a fixed rate, with a bare aiokafka consumer as the ceiling."""
     from streams.admin import delete_topics, ensure_topics
     from streams.bench.harness import isolated, simulated_lines
     from streams.bench.ingest import produce_paced, run_ingest
+    from streams.bench.serve import with_trained_model
     from streams.settings import load_settings
     from streams.topics import topic_names, topic_specs
 
     settings = isolated(load_settings(), "bench-ingest")
     total = backlog + int(rate * seconds)
     events, catalog = simulated_lines(total, seed=11, n_users=users, n_items=items, start=time.time() - 4 * 3600)
+    if train != "none":  # all features on: the session tower runs on every batch
+        settings = with_trained_model(settings, events[:backlog], catalog, train, LOGS / settings.worker.app_id)
     asyncio.run(ensure_topics(settings.kafka))
     try:
         asyncio.run(produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None))
         result = asyncio.run(run_ingest(settings, events[:backlog], events[backlog:], rate, LOGS))
     finally:
         asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
-    result.update({"benchmark": "ingest", "users": users, "items": items, "seconds": seconds})
+    result.update({"benchmark": "ingest", "users": users, "items": items, "seconds": seconds, "model": train})
     _report("ingest", result, json_out)
 
 

@@ -126,6 +126,9 @@ async def process_batch(
         write = replace(write, user_vectors=rt.tower.embed(list(plan.users.values())))
     await write_until_stored(rt.store, write)
     _record(rt, decoded, started)
+    for d in decoded:  # clicks on this worker's lists update Thompson sampling's posteriors
+        if d.event.type == "click" and d.event.request_id is not None:
+            rt.posteriors.clicked(d.event.request_id, d.event.item_id)
     applied.update(write.offsets)
     records: list[tuple[int, bytes, bytes]] = []
     for user_id, state in plan.users.items():

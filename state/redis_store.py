@@ -113,6 +113,15 @@ class RedisFeatureStore(PlannedStore):
         raw: list[Any] = await self._guard(f"a read of {len(ops)} ops", pipe.execute)
         return [_convert(op, r) for op, r in zip(ops, raw, strict=True)]
 
+    async def _scan(self, prefix: str, cursor: str | None, count: int) -> tuple[str | None, list[str]]:
+        start = int(cursor) if cursor is not None else 0
+        nxt, keys = await self._guard(
+            "SCAN", lambda: self._redis.scan(cursor=start, match=glob_escape(prefix) + "*", count=count)
+        )
+        n = len(prefix)
+        names = [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
+        return (None if int(nxt) == 0 else str(int(nxt))), [k[n:] for k in names]
+
     async def bytes_per_user(self, user_ids: Sequence[str]) -> float:
         """Mean Redis memory (``MEMORY USAGE``: value, key and overhead) of the users' state and vector keys."""
         if not user_ids:
@@ -163,6 +172,15 @@ return #KEYS
 """
 _RUN_MAX = 4096
 _MERGEABLE = (SetOp, ZIncrOp, HIncrOp, ZTrimOp, ExpireOp)
+
+
+def glob_escape(text: str) -> str:
+    r"""``text`` with Redis glob metacharacters escaped, for a literal prefix in ``SCAN MATCH``.
+
+    >>> glob_escape("a*b[1]?")
+    'a\\*b\\[1\\]\\?'
+    """
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _runs(ops: Sequence[WriteOp]) -> list[list[WriteOp]]:

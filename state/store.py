@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from state.items import ItemCounts, ItemRecord
+from state.precomputed import PrecomputedList
 from state.user_state import UserState
 
 Scored = list[tuple[str, float]]
@@ -110,6 +111,31 @@ class OnlineFeatureStore(Protocol):
 
     async def read_user_vector(self, user_id: str) -> npt.NDArray[np.float32] | None:
         """The user's last written session embedding as float32, or None."""
+        ...
+
+    async def scan_users(self, cursor: str | None, count: int) -> tuple[str | None, list[str]]:
+        """One page of the ids of users with stored state; start with ``cursor=None``, done when None comes back.
+
+        ``count`` is a hint of how many keys to look at (a page may be empty while the cursor is not None).
+        A user whose state exists for the whole scan is returned at least once (Redis may repeat one);
+        users written or expiring during the scan may or may not appear. Must not block writers.
+        """
+        ...
+
+    async def read_users(self, user_ids: Sequence[str]) -> list[UserState | None]:
+        """States aligned with ``user_ids`` (None where never written or expired), in one round trip."""
+        ...
+
+    async def read_user_vectors(self, user_ids: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
+        """Session embeddings aligned with ``user_ids`` (None where absent), in one round trip."""
+        ...
+
+    async def write_precomputed(self, lists: Sequence[PrecomputedList], ttl_s: int) -> None:
+        """Replace each user's precomputed list (all or nothing, one round trip); each expires after ``ttl_s``."""
+        ...
+
+    async def read_precomputed(self, user_id: str) -> PrecomputedList | None:
+        """The user's precomputed list, or None when there is none (never written, or expired)."""
         ...
 
     async def read_items(self, item_ids: Sequence[str]) -> list[ItemRecord | None]:

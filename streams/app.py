@@ -10,7 +10,8 @@ from streams.settings import Settings
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     """Build a worker app: at-least-once, raw bytes on the wire (decoded by streams.codec), agents registered."""
-    from agents import events, items, models, serve  # local import: agents import Faust types only when an app is built
+    # local import: agents import Faust types only when an app is built
+    from agents import events, items, models, monitors, serve
 
     w = settings.worker
     app = faust.App(
@@ -40,4 +41,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     items.register(app, rt)
     serve.register(app, rt)
     models.register(app, rt)
+    monitors.register(app, rt)
     return app

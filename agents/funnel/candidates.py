@@ -25,6 +25,7 @@ REASONS: dict[str, str] = {
     "popular": "popular",
     "category": "popular_in_category",
     "fallback": "popular",
+    "precomputed": "precomputed",
 }
 EXPLORE_REASON = "explore"
 

@@ -15,7 +15,7 @@ from redis import exceptions as rexc
 from state.errors import StoreUnavailable
 from state.features import new_user_state
 from state.memory_store import MemoryFeatureStore
-from state.redis_store import RedisFeatureStore
+from state.redis_store import RedisFeatureStore, glob_escape
 from state.store import WriteBatch
 from streams.settings import RedisSettings
 from tests.contracts.store_contract import T0, StoreContract
@@ -148,3 +148,33 @@ async def test_redis_bytes_per_active_user_within_1kb(store: RedisFeatureStore) 
     per_user = await store.bytes_per_user(ids)
     assert len(ids) > 5_000
     assert per_user <= 1024, f"{per_user:.0f} bytes per active user over {len(ids)} users"
+
+
+@pytest.mark.asyncio
+async def test_scan_treats_the_prefix_literally_and_lists_no_other_prefix(redis_url: str) -> None:
+    from state.precomputed import PrecomputedList
+
+    tag = secrets.token_hex(4)
+    glob = RedisFeatureStore(RedisSettings(url=redis_url, key_prefix=f"t*{tag}[x]"))
+    plain = RedisFeatureStore(RedisSettings(url=redis_url, key_prefix=f"tA{tag}x"))
+    try:
+        await glob.write_batch(WriteBatch("events", users={"mine": new_user_state("mine")}))
+        await plain.write_batch(WriteBatch("events", users={"theirs": new_user_state("theirs")}))
+        await glob.write_precomputed([PrecomputedList("mine", (("a", 1.0),), "v1", "j", T0)], 120)
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            cursor, page = await glob.scan_users(cursor, 1000)
+            seen += page
+            if cursor is None:
+                break
+        assert seen == ["mine"]
+        ttl = await glob.client.ttl(glob.keys.precomputed("mine"))
+        assert 110 <= ttl <= 120
+        assert glob.keys.precomputed("mine") == f"t*{tag}[x]:v1:rec:mine"
+    finally:
+        for s in (glob, plain):
+            keys = [k async for k in s.client.scan_iter(match=glob_escape(s.keys.root) + "*", count=1000)]
+            if keys:
+                await s.client.delete(*keys)
+            await s.close()

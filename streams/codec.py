@@ -9,7 +9,6 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from streams.errors import DecodeError
-from streams.event_fast import fast_event
 from streams.records import DeadLetter, Event, ItemUpdate, RecommendRequest
 from streams.settings import ValidationSettings
 
@@ -54,8 +53,7 @@ def _check_time(ts: datetime, now: float, limits: ValidationSettings, field: str
 
 
 def decode_event(raw: bytes | None, *, now: float, limits: ValidationSettings) -> Event:
-    obj = load_json(raw, limits)
-    event = fast_event(obj) or validate(Event, obj)
+    event = validate(Event, load_json(raw, limits))
     _check_time(event.ts, now, limits, "ts")
     if event.price is not None and event.price > limits.max_price:
         raise DecodeError("invalid", f"price={event.price} exceeds max_price={limits.max_price}")

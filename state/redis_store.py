@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from state.errors import StoreError, StoreUnavailable
+from state.redis_wire import FastPackConnection
 from state.store_base import PlannedStore
 from state.store_ops import (
     ExpireOp,
@@ -63,12 +64,14 @@ class RedisFeatureStore(PlannedStore):
         self._open_until = 0.0
         self.url = settings.url
         password = settings.password.get_secret_value() if settings.password else None
+        fast: dict[str, Any] = {"connection_class": FastPackConnection} if settings.url.startswith("redis://") else {}
         self._redis = client or aioredis.Redis.from_url(
             settings.url,
             password=password,
             socket_timeout=settings.socket_timeout_s,
             socket_connect_timeout=settings.socket_timeout_s,
             decode_responses=False,
+            **fast,
         )
 
     @property

@@ -30,6 +30,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         broker_heartbeat_interval=2.0,
         consumer_auto_offset_reset="earliest",
         producer_linger=0.0,
+        # Large batches cost nothing at linger 0 and let a consumer batch's changelog go out in a few requests.
+        producer_max_batch_size=w.producer_batch_bytes,
         stream_wait_empty=False,
         web_enabled=False,
     )

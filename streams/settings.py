@@ -44,6 +44,9 @@ class WorkerSettings(_Section):
     batch_size: int = Field(default=2000, ge=1)
     batch_within_s: float = Field(default=0.05, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
+    producer_batch_bytes: int = Field(
+        default=512 * 1024, ge=16_384, le=1_000_000, description="largest record batch per partition the producer sends"
+    )
 
 
 class ValidationSettings(_Section):

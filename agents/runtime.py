@@ -42,6 +42,13 @@ def build_store(settings: Settings) -> OnlineFeatureStore:
     return RedisFeatureStore(settings.redis, popularity_half_life_s=settings.features.popularity_half_life_s)
 
 
+def set_search_threads(n: int) -> None:
+    """FAISS searches on ``n`` OpenMP threads; one query at a time gains nothing from more on a shared box."""
+    import faiss
+
+    faiss.omp_set_num_threads(n)
+
+
 def load_champion(settings: Settings) -> LoadedVersion | None:
     """The registry's champion, verified; None (and a log line) when there is none or it cannot load."""
     from state.registry import FileRegistry
@@ -87,6 +94,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+        set_search_threads(settings.serving.faiss_threads)
         rt = cls(settings=settings, store=build_store(settings), clock=clock or SystemClock())
         rt.use_model(load_champion(settings))
         return rt
@@ -109,6 +117,7 @@ class Runtime:
                 loaded=loaded,
                 catalog=self.catalog,
                 config=funnel_config(serving, serving.max_k, variant),
+                ann_k=serving.ann_k,
             )
 
         self.funnel = make(None)

@@ -41,11 +41,13 @@ def model_parts(loaded: LoadedVersion | None) -> tuple[Ranker | None, HydrationP
     return OnnxRanker(loaded.sessions["ranker"]), plan, item_vectors(loaded)
 
 
-def sources(store: OnlineFeatureStore, pools: PoolConfig, loaded: LoadedVersion | None) -> list[CandidateSource]:
+def sources(
+    store: OnlineFeatureStore, pools: PoolConfig, loaded: LoadedVersion | None, ann_k: int = 300
+) -> list[CandidateSource]:
     """Retrieval channels: ANN over the version's item index (when there is one), co-visitation and the pools."""
     out: list[CandidateSource] = []
     if loaded is not None and loaded.index is not None:
-        out.append(AnnSource(loaded.index, loaded.item_ids, k=300))
+        out.append(AnnSource(loaded.index, loaded.item_ids, k=ann_k))
     out.append(CovisitSource(store, pools))
     out += [
         CachedPool(PoolSource(store, kind, pools), ttl_s=1.0) for kind in ("trending", "fresh", "popular", "category")
@@ -57,6 +59,7 @@ def funnel_config(serving: ServingSettings, max_k: int, variant: Variant | None 
     """The funnel's start-up configuration from the settings tree, with an experiment arm's overrides."""
     v = variant or Variant(name="default", share=1.0)
     return FunnelConfig(
+        quotas=dict(serving.source_quotas),
         candidate_limit=serving.candidate_limit,
         filters=FilterConfig(seen_last_n=serving.seen_last_n),
         value=ValueConfig(v.value_formula or serving.value_formula),
@@ -97,6 +100,7 @@ def build_funnel(
     loaded: LoadedVersion | None,
     catalog: Mapping[str, ItemRecord],
     config: FunnelConfig | None = None,
+    ann_k: int = 300,
 ) -> Funnel:
     """The funnel a worker serves with; ``Funnel.set_model`` swaps versions later."""
     ranker, plan, vectors = model_parts(loaded)
@@ -105,7 +109,7 @@ def build_funnel(
     return Funnel(
         config or FunnelConfig(catalog_first=True),
         store,
-        sources(store, pools, loaded),
+        sources(store, pools, loaded, ann_k),
         ranker=ranker,
         plan=plan,
         vectors=vectors,

@@ -57,7 +57,11 @@ def serve(
     k: int = 10,
     warm_events: Annotated[int, typer.Option(help="simulated events streamed before the load")] = 50_000,
     users: int = 20_000,
-    items: int = 20_000,
+    items: Annotated[int, typer.Option(help="catalog size; beyond --world-items it is simulated long tail")] = 20_000,
+    world_items: Annotated[int, typer.Option(help="items the simulated users interact with")] = 20_000,
+    candidates: Annotated[
+        Optional[int], typer.Option(help="candidates after the merge (ANN fills up to it); default: settings")
+    ] = None,
     train: Annotated[str, typer.Option(help="train a model of this config first (tiny|default), or 'none'")] = "tiny",
     inject_faults: Annotated[bool, typer.Option(help="kill Redis, then retire the model, partway through")] = False,
     json_out: JsonOut = None,
@@ -66,7 +70,16 @@ def serve(
     from streams.bench.serve import ServeLoad, run_serve
     from streams.settings import load_settings
 
-    load = ServeLoad(rps=rps, seconds=seconds, k=k, warm_events=warm_events, users=users, items=items)
+    load = ServeLoad(
+        rps=rps,
+        seconds=seconds,
+        k=k,
+        warm_events=warm_events,
+        users=users,
+        items=items,
+        candidates=candidates,
+        world_items=world_items,
+    )
     if inject_faults:
         from streams.bench.faults import run_with_faults
 

@@ -70,6 +70,17 @@ class PoolSettings(_Section):
     fresh_keep: int = Field(default=200, ge=1)
 
 
+#: Candidates per source before the merge; ``ann`` etc. name ``agents.funnel`` sources.
+DEFAULT_SOURCE_QUOTAS: dict[str, int] = {
+    "ann": 400,
+    "covisit": 150,
+    "category": 150,
+    "trending": 150,
+    "fresh": 50,
+    "popular": 200,
+}
+
+
 class ServingSettings(_Section):
     default_k: int = Field(default=10, ge=1)
     max_k: int = Field(default=100, ge=1)
@@ -83,6 +94,12 @@ class ServingSettings(_Section):
     mmr_lambda: float = Field(default=0.8, ge=0, le=1)
     epsilon: float = Field(default=0.05, ge=0, le=1, description="share of exploration slots")
     category_cap: int | None = Field(default=None, ge=1)
+    ann_k: int = Field(default=300, ge=1, description="nearest items the ANN source asks the index for")
+    source_quotas: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_SOURCE_QUOTAS),
+        description="most candidates each source contributes before the merge (a source not named: all)",
+    )
+    faiss_threads: int = Field(default=1, ge=1, le=64, description="OpenMP threads of FAISS searches")
 
 
 class MetricsSettings(_Section):

@@ -35,6 +35,7 @@ class FunnelResult:
     degraded: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
     n_candidates: int = 0
+    n_ranked: int = 0
 
     @property
     def fallback(self) -> bool:

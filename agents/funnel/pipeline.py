@@ -45,19 +45,13 @@ from state.store import OnlineFeatureStore
 from state.user_state import UserState
 from streams.errors import StreamrecError
 from streams.records import RecItem, RecommendRequest
+from streams.settings import DEFAULT_SOURCE_QUOTAS
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-DEFAULT_QUOTAS: Mapping[str, int] = {
-    "ann": 400,
-    "covisit": 150,
-    "category": 150,
-    "trending": 150,
-    "fresh": 50,
-    "popular": 200,
-}
+DEFAULT_QUOTAS: Mapping[str, int] = DEFAULT_SOURCE_QUOTAS
 
 
 @dataclass(frozen=True)
@@ -203,6 +197,7 @@ class Funnel:
             degraded=tuple(run.degraded) + (("no_candidates",) if not items else ()),
             skipped=skipped,
             n_candidates=len(cands),
+            n_ranked=len(kept.kept),
         )
 
     async def _context(

@@ -7,10 +7,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from state.errors import StoreError, StoreUnavailable
+from state.item_columns import ItemColumns
 from state.items import ItemCounts, ItemRecord, decode_item
 from state.store_base import PlannedStore
 from state.store_ops import (
@@ -115,25 +117,43 @@ class RedisFeatureStore(PlannedStore):
         return [_convert(op, r) for op, r in zip(ops, raw, strict=True)]
 
     async def read_items(self, item_ids: Sequence[str]) -> list[ItemRecord | None]:
+        ids = list(item_ids)
+        got = await self._scripted_items(ids)
+        return await super().read_items(ids) if got is None else decode_items(got[0], got[1], len(ids))
+
+    async def read_item_columns(self, item_ids: Sequence[str]) -> ItemColumns:
+        ids = list(item_ids)
+        got = await self._scripted_items(ids)
+        if got is None:
+            return await super().read_item_columns(ids)
+        return ItemColumns.from_wire(ids, got[0], parse_counters(got[1], len(ids)).T)
+
+    async def _scripted_items(self, ids: list[str]) -> tuple[list[bytes | None], list[bytes]] | None:
         """Records and counters of up to thousands of items in one round trip, one command, one argument.
 
         redis-py packs every argument in Python (about a microsecond each), so a thousand candidates asked
         for as MGET plus one HMGET per event type (six thousand arguments) cost more client time than the
         rest of a request; the script takes the ids joined by NUL and returns the counters as
-        comma-joined strings. Ids containing NUL take the plain path; more than ``_SCRIPT_IDS_MAX`` go in chunks.
+        comma-joined strings. None for ids the joined form cannot carry (empty, containing NUL): use the
+        plain path. More than ``_SCRIPT_IDS_MAX`` go in chunks (Lua's ``unpack`` has a limit).
         """
-        ids = list(item_ids)
-        if len(ids) > _SCRIPT_IDS_MAX:  # one command per chunk: Lua's unpack has a limit
-            chunks = [ids[lo : lo + _SCRIPT_IDS_MAX] for lo in range(0, len(ids), _SCRIPT_IDS_MAX)]
-            return [rec for chunk in chunks for rec in await self.read_items(chunk)]
+        if len(ids) > _SCRIPT_IDS_MAX:
+            parts = [
+                await self._scripted_items(ids[lo : lo + _SCRIPT_IDS_MAX]) for lo in range(0, len(ids), _SCRIPT_IDS_MAX)
+            ]
+            if any(p is None for p in parts):
+                return None
+            done = [p for p in parts if p is not None]
+            counters = [b",".join(p[1][t] for p in done) for t in range(len(EVENT_TYPES))]
+            return [r for p in done for r in p[0]], counters
         joined = "\0".join(ids)
         if not ids or joined.count("\0") != len(ids) - 1:
-            return await super().read_items(ids)
+            return None
         keys = [self.keys.item(""), *(self.keys.item_counter(t) for t in EVENT_TYPES)]
         raw: list[Any] = await self._guard(
             f"a read of {len(ids)} items", lambda: self._read_items_script(keys=keys, args=[joined])
         )
-        return decode_items(raw[0], raw[1:], len(ids))
+        return list(raw[0]), list(raw[1:])
 
     async def bytes_per_user(self, user_ids: Sequence[str]) -> float:
         """Mean Redis memory (``MEMORY USAGE``: value, key and overhead) of the users' state and vector keys."""
@@ -176,8 +196,19 @@ return out
 _SCRIPT_IDS_MAX = 4000
 
 
+def parse_counters(counters: Sequence[bytes], n: int) -> npt.NDArray[np.int64]:
+    """``[types, n]`` counts from :data:`_READ_ITEMS`' comma-joined strings, one vectorised parse per type.
+
+    >>> parse_counters([b"3,0", b"1,0"], 2).tolist()
+    [[3, 0], [1, 0]]
+    """
+    if n == 0:
+        return np.zeros((len(counters), 0), np.int64)
+    return np.vstack([np.fromstring(c, dtype=np.int64, sep=",") for c in counters]).reshape(len(counters), n)
+
+
 def decode_items(records: Sequence[bytes | None], counters: Sequence[bytes], n: int) -> list[ItemRecord | None]:
-    """Records of :data:`_READ_ITEMS`' reply: counters parsed in one vectorised call per event type.
+    """Records of :data:`_READ_ITEMS`' reply.
 
     >>> from state.items import encode_item
     >>> rec = encode_item(ItemRecord("a", "c", price=2.0))
@@ -185,8 +216,7 @@ def decode_items(records: Sequence[bytes | None], counters: Sequence[bytes], n: 
     >>> out[0].counts.counts, out[1]
     ((3, 1, 0, 0, 9), None)
     """
-    rows = np.vstack([np.fromstring(c, dtype=np.int64, sep=",") for c in counters]).reshape(len(counters), n)
-    counts = rows.T.tolist()
+    counts = parse_counters(counters, n).T.tolist()
     return [None if r is None else decode_item(r, ItemCounts(tuple(counts[j]))) for j, r in enumerate(records)]
 
 

@@ -40,6 +40,7 @@ from agents.funnel.scoring import Ranker, ValueConfig
 from agents.funnel.sources import StaticSource, strongest_categories
 from state.feature_config import FeatureConfig
 from state.features import category_affinity
+from state.item_columns import ItemColumns
 from state.items import ItemRecord
 from state.store import OnlineFeatureStore
 from state.user_state import UserState
@@ -235,21 +236,23 @@ class Funnel:
         run.lap("retrieve")
         return lists, {name: len(v) for name, v in lists.items()}, errors
 
-    async def _records(self, item_ids: list[str], run: _Run) -> list[ItemRecord | None]:
-        records: list[ItemRecord | None] = [None] * len(item_ids)
+    async def _records(self, item_ids: list[str], run: _Run) -> ItemColumns:
         ask = list(range(len(item_ids)))
+        local: list[ItemRecord | None] = []
         if self.config.catalog_first:
-            records = [self.catalog.get(i) for i in item_ids]
-            ask = [j for j, r in enumerate(records) if r is None]
+            local = [self.catalog.get(i) for i in item_ids]
+            ask = [j for j, r in enumerate(local) if r is None]
+        cols = ItemColumns.from_records(item_ids, local) if local else ItemColumns.empty(item_ids)
         try:
-            got = await self.store.read_items([item_ids[j] for j in ask]) if ask else []
+            got = await self.store.read_item_columns([item_ids[j] for j in ask]) if ask else None
         except StreamrecError:
             run.degraded.append("items_store")
-            got = [self.catalog.get(item_ids[j]) for j in ask]
-        for j, rec in zip(ask, got, strict=True):
-            records[j] = rec
+            fallback = [item_ids[j] for j in ask]
+            got = ItemColumns.from_records(fallback, [self.catalog.get(i) for i in fallback])
+        if got is not None:
+            cols.fill(ask, got)
         run.lap("items")
-        return records
+        return cols
 
     def _score(
         self,
@@ -287,7 +290,7 @@ class Funnel:
         except RankerError:
             run.degraded.append("ranker_error")
             return _Scored(retrieval, None, None, empty)
-        price = np.fromiter((r.price if r is not None else 0.0 for r in kept.records), np.float64, len(ids))
+        price = kept.records.price
         values = self.config.value_for(request.surface).value(p_click, p_purchase, price)
         run.lap("score")
         return _Scored(values, p_click, p_purchase, hyd.matrix)
@@ -310,7 +313,7 @@ class Funnel:
         run: _Run,
     ) -> tuple[Slate, tuple[str, ...]]:
         cfg = self.config.ordering
-        cats = category_codes([r.category if r is not None else "" for r in kept.records]) if cfg.category_cap else None
+        cats = category_codes(kept.records.category) if cfg.category_cap else None
         rushed = run.rushed(self.config.reserve_ms)
         if rushed:
             run.degraded.append("deadline")

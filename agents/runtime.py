@@ -48,6 +48,13 @@ def build_store(settings: Settings) -> OnlineFeatureStore:
     return RedisFeatureStore(settings.redis, popularity_half_life_s=settings.features.popularity_half_life_s)
 
 
+def set_search_threads(n: int) -> None:
+    """FAISS searches on ``n`` OpenMP threads; one query at a time gains nothing from more on a shared box."""
+    import faiss
+
+    faiss.omp_set_num_threads(n)
+
+
 def load_champion(settings: Settings) -> LoadedVersion | None:
     """The registry's champion, verified; None (and a log line) when there is none or it cannot load."""
     from state.registry import FileRegistry
@@ -148,6 +155,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+        set_search_threads(settings.serving.faiss_threads)
         rt = cls(
             settings=settings,
             store=build_store(settings),

@@ -11,7 +11,7 @@ from agents.funnel.embeddings import ItemVectors
 from agents.funnel.filters import FilterConfig
 from agents.funnel.hydrate import HydrationPlan
 from agents.funnel.ordering import OrderingConfig
-from agents.funnel.pipeline import DEFAULT_QUOTAS, F32, Embed, Funnel, FunnelConfig
+from agents.funnel.pipeline import F32, Embed, Funnel, FunnelConfig
 from agents.funnel.scoring import OnnxRanker, Ranker, ValueConfig
 from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolSource
 from agents.funnel.thompson import SourcePosteriors
@@ -90,7 +90,8 @@ def funnel_config(serving: ServingSettings, max_k: int, variant: Variant | None 
             allowed_policies=serving.allowed_policies,
         ),
         precomputed_within_ms=serving.precomputed_within_ms,
-        quotas={**DEFAULT_QUOTAS, "ann": max(DEFAULT_QUOTAS["ann"], serving.ann_k)},
+        # the ANN source's whole answer takes part in the merge (a smaller quota would cut what ann_k asked for)
+        quotas={**serving.source_quotas, "ann": max(serving.source_quotas.get("ann", 0), serving.ann_k)},
         catalog_first=True,
     )
 

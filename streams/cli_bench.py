@@ -77,7 +77,11 @@ def serve(
     k: int = 10,
     warm_events: Annotated[int, typer.Option(help="simulated events streamed before the load")] = 50_000,
     users: int = 20_000,
-    items: int = 20_000,
+    items: Annotated[int, typer.Option(help="catalog size; beyond --world-items it is simulated long tail")] = 20_000,
+    world_items: Annotated[int, typer.Option(help="items the simulated users interact with")] = 20_000,
+    candidates: Annotated[
+        Optional[int], typer.Option(help="candidates after the merge (ANN fills up to it); default: settings")
+    ] = None,
     train: Annotated[str, typer.Option(help="train a model of this config first (tiny|default), or 'none'")] = "tiny",
     inject_faults: Annotated[bool, typer.Option(help="kill Redis, then retire the model, partway through")] = False,
     json_out: JsonOut = None,
@@ -86,7 +90,16 @@ def serve(
     from streams.bench.serve import ServeLoad, run_serve
     from streams.settings import load_settings
 
-    load = ServeLoad(rps=rps, seconds=seconds, k=k, warm_events=warm_events, users=users, items=items)
+    load = ServeLoad(
+        rps=rps,
+        seconds=seconds,
+        k=k,
+        warm_events=warm_events,
+        users=users,
+        items=items,
+        candidates=candidates,
+        world_items=world_items,
+    )
     if inject_faults:
         from streams.bench.faults import run_with_faults
 
@@ -107,9 +120,8 @@ def freshness(
 ) -> None:
     """Event produced -> user features and session embedding readable in Redis; Redis bytes per active user."""
     from streams.admin import delete_topics, ensure_topics
-    from streams.bench.faults import private_redis
     from streams.bench.freshness import run_freshness
-    from streams.bench.harness import isolated, simulated_lines, user_ids
+    from streams.bench.harness import isolated, private_redis, simulated_lines, user_ids
     from streams.bench.ingest import produce_paced
     from streams.settings import load_settings
     from streams.topics import topic_names, topic_specs

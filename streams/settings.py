@@ -76,6 +76,17 @@ class PoolSettings(_Section):
     )
 
 
+#: Candidates per source before the merge; ``ann`` etc. name ``agents.funnel`` sources.
+DEFAULT_SOURCE_QUOTAS: dict[str, int] = {
+    "ann": 400,
+    "covisit": 150,
+    "category": 150,
+    "trending": 150,
+    "fresh": 50,
+    "popular": 200,
+}
+
+
 class ServingSettings(_Section):
     default_k: int = Field(default=10, ge=1)
     max_k: int = Field(default=100, ge=1)
@@ -101,7 +112,12 @@ class ServingSettings(_Section):
     thompson_prior: tuple[float, float] = Field(
         default=(1.0, 1.0), description="Beta(alpha, beta) prior of every source's click rate"
     )
-    ann_k: int = Field(default=300, ge=1, description="nearest items the ANN source retrieves")
+    ann_k: int = Field(default=300, ge=1, description="nearest items the ANN source asks the index for")
+    source_quotas: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_SOURCE_QUOTAS),
+        description="most candidates each source contributes before the merge (a source not named: all)",
+    )
+    faiss_threads: int = Field(default=1, ge=1, le=64, description="OpenMP threads of FAISS searches")
 
     @model_validator(mode="after")
     def _policies(self) -> Self:

@@ -11,6 +11,7 @@ from agents.funnel.candidates import Candidate
 from agents.funnel.filters import Constraints, FilterConfig, Filtered, apply_filters
 from agents.funnel.ordering import Knobs
 from agents.funnel.outcome import FunnelResult
+from state.item_columns import ItemColumns
 from state.items import ItemRecord
 from state.precomputed import PrecomputedList
 from state.user_state import UserState
@@ -37,7 +38,7 @@ class PrecomputedTier:
 
 def filter_precomputed(
     plist: PrecomputedList,
-    records: Sequence[ItemRecord | None],
+    records: Sequence[ItemRecord | None] | ItemColumns,
     state: UserState | None,
     cons: Constraints,
     cfg: FilterConfig,

@@ -222,7 +222,7 @@ class Funnel:
             values=scored.values if scored.p_click is not None else None,
             n_ranked=len(kept.kept),
         )
-        return top_up(tier, result, knobs.k) if tier is not None and tier.kept.kept else result
+        return top_up(tier, result, knobs.k, why) if why and tier is not None and tier.kept.kept else result
 
     def _precomputed_reason(self, run: _Run) -> str | None:
         """Why the precomputed tier is tried first (no model, or the deadline nearly spent), or None."""

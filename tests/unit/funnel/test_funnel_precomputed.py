@@ -46,7 +46,12 @@ def _funnel(w: World, *, ranker: bool, within_ms: float = 0.0) -> Funnel:
         ordering=OrderingConfig(mmr_lambda=1.0), filters=FilterConfig(seen_last_n=3), precomputed_within_ms=within_ms
     )
     return Funnel(
-        cfg, w.store, all_sources(w), ranker=FakeRanker() if ranker else None, vectors=w.vectors, features=CFG
+        cfg,
+        w.store,
+        all_sources(w),
+        ranker=FakeRanker() if ranker else None,
+        vectors=w.vectors if ranker else None,  # a retired model takes its item vectors with it
+        features=CFG,
     )
 
 
@@ -120,3 +125,12 @@ async def test_an_unreadable_list_degrades_to_the_pools() -> None:
     res = await _funnel(w, ranker=False).run(_req(), w.state, now=T0)
     assert len(res.items) == 10 and "precomputed" not in {i.source for i in res.items}
     assert res.degraded == ("source:precomputed", "no_ranker")
+
+
+async def test_a_retrieval_only_model_still_serves_its_own_ranking() -> None:
+    w = await build_world()
+    await _store_list(w, STORED)
+    cfg = FunnelConfig(ordering=OrderingConfig(mmr_lambda=1.0), filters=FilterConfig(seen_last_n=3))
+    funnel = Funnel(cfg, w.store, all_sources(w), ranker=None, vectors=w.vectors, features=CFG)
+    res = await funnel.run(_req(), w.state, now=T0)
+    assert len(res.items) == 10 and "precomputed" not in {i.source for i in res.items}

@@ -225,8 +225,11 @@ class Funnel:
         return top_up(tier, result, knobs.k, why) if why and tier is not None and tier.kept.kept else result
 
     def _precomputed_reason(self, run: _Run) -> str | None:
-        """Why the precomputed tier is tried first (no model, or the deadline nearly spent), or None."""
-        if self.ranker is None:
+        """Why the precomputed tier is tried first (no model, or the deadline nearly spent), or None.
+
+        A retrieval-only version (item vectors, no ranker) ranks by its own two-tower score: that is a model.
+        """
+        if self.ranker is None and self.vectors is None:
             return "no_ranker"
         within = self.config.precomputed_within_ms
         return "deadline" if within > 0 and run.rushed(within) else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 
 from agents.runtime import Runtime, RuntimeService
+from streams.faust_drain import FastDrainTransport
 from streams.quiet_monitor import QuietMonitor
 from streams.settings import Settings
 
@@ -37,6 +38,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         web_enabled=False,
         monitor=QuietMonitor(),
     )
+    app.transport = FastDrainTransport(app.conf.broker_consumer, app)  # before anything builds a consumer
     rt = runtime or Runtime.build(settings)
     app.add_dependency(RuntimeService(rt))
     events.register(app, rt)

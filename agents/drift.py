@@ -52,11 +52,8 @@ def score_rows(result: FunnelResult) -> np.ndarray:
     >>> score_rows(r).tolist()
     [[0.5, 0.25, nan]]
     """
-    nan = float("nan")
-    return np.array(
-        [[nan if v is None else v for v in (it.p_click, it.p_purchase, it.value)] for it in result.items],
-        np.float64,
-    ).reshape(-1, len(SCORE_NAMES))
+    rows = [(it.p_click, it.p_purchase, it.value) for it in result.items]
+    return np.array(rows, np.float64).reshape(-1, len(SCORE_NAMES))  # None becomes NaN
 
 
 class DriftMonitor:
@@ -90,8 +87,12 @@ class DriftMonitor:
             return
         if result.feature_columns != self._features:
             self._start(result.feature_columns)
-        assert self._window is not None  # set by _start
-        self._window.add(np.hstack([result.features, score_rows(result)]))
+        window, n = self._window, len(result.items)
+        assert window is not None  # set by _start
+        if window.wants(n):
+            window.add(np.hstack([result.features, score_rows(result)]))
+        else:
+            window.skip(n)  # most lists of a busy window: no row is kept, none is built
 
     def _start(self, features: tuple[str, ...]) -> None:
         self._features = features
@@ -113,8 +114,9 @@ class DriftMonitor:
         if self._window is None or self._window.seen < self.settings.min_samples:
             return None
         sample = self.window()
+        rows = len(next(iter(sample.values())))
         self.last = self.reference.psi(sample)
-        self.metrics.drift(self.last, len(next(iter(sample.values()))))
+        self.metrics.drift(self.last, rows)
         if self.snapshot is not None:
             try:
                 write_snapshot(self.snapshot, self.version, sample, self.clock())
@@ -122,7 +124,7 @@ class DriftMonitor:
                 log.warning("drift snapshot %s not written: %s", self.snapshot, exc)
         self._window.reset()
         worst = max(self.last.items(), key=lambda kv: kv[1], default=None)
-        log.debug("drift of %s over %d rows; worst %s", self.version, self.seen, worst)
+        log.debug("drift of %s over %d sampled rows; worst %s", self.version, rows, worst)
         return self.last
 
 

@@ -17,7 +17,9 @@ from agents.funnel.pipeline import Funnel
 from agents.funnel.thompson import BetaPrior, SourcePosteriors
 from agents.serving_setup import build_funnel, funnel_config, pinned_versions, serving_experiment
 from state.features import FeatureConfig, UserState, decode_state
+from state.item_tower import ItemTower
 from state.items import ItemRecord
+from state.live_index import LiveIndex
 from state.pools import PoolConfig
 from state.registry import LoadedVersion
 from state.session_tower import SessionTower
@@ -44,6 +46,13 @@ def build_store(settings: Settings) -> OnlineFeatureStore:
     from state.redis_store import RedisFeatureStore
 
     return RedisFeatureStore(settings.redis, popularity_half_life_s=settings.features.popularity_half_life_s)
+
+
+def set_search_threads(n: int) -> None:
+    """FAISS searches on ``n`` OpenMP threads; one query at a time gains nothing from more on a shared box."""
+    import faiss
+
+    faiss.omp_set_num_threads(n)
 
 
 def load_champion(settings: Settings) -> LoadedVersion | None:
@@ -87,6 +96,14 @@ class Arm(NamedTuple):
     funnel: Funnel
     variant: str
     pinned: str | None = None
+def live_parts(loaded: LoadedVersion | None) -> tuple[LiveIndex | None, ItemTower | None]:
+    """The version's index made growable, and its content item tower (None where the version lacks one)."""
+    if loaded is None or loaded.index is None:
+        return None, None
+    graph = loaded.spec.graphs.get("item_tower")
+    usable = graph is not None and "item_tower" in loaded.sessions
+    usable = usable and graph is not None and ItemTower.has_content(t.name for t in graph.inputs)
+    return LiveIndex(loaded.index, loaded.item_ids), ItemTower(loaded) if usable else None
 
 
 @dataclass
@@ -108,6 +125,9 @@ class Runtime:
     catalog: dict[str, ItemRecord] = field(default_factory=dict)
     model: LoadedVersion | None = None
     tower: SessionTower | None = None
+    # The served version's ANN index, grown in place by new catalog items, and the tower that embeds them.
+    live_index: LiveIndex | None = None
+    item_tower: ItemTower | None = None
     funnel: Funnel = field(init=False)
     experiment: Experiment | None = field(init=False)
     arm_funnels: dict[str, Funnel] = field(init=False)
@@ -135,6 +155,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+        set_search_threads(settings.serving.faiss_threads)
         rt = cls(
             settings=settings,
             store=build_store(settings),
@@ -158,6 +179,7 @@ class Runtime:
                 self.tower.max_len,
                 self.features.last_n,
             )
+        self.live_index, self.item_tower = live_parts(loaded)
         self._build_funnels(loaded)
 
     def _build_monitors(self, loaded: LoadedVersion | None) -> None:
@@ -185,6 +207,7 @@ class Runtime:
                 recall=self.recall,
                 posteriors=self.posteriors,
                 ann_k=serving.ann_k,
+                live=self.live_index if pinned is None else None,
             )
 
         self.funnel = make(None)

@@ -46,6 +46,8 @@ async def answer(
         served_at=served_at,
         latency_ms=(now - received) * 1000.0,
         stage_ms={k: round(v, 3) for k, v in result.stage_ms.items()},
+        candidates=result.n_candidates,
+        ranked=result.n_ranked,
     )
     m = rt.metrics
     m.observe_stages(result.stage_ms)

@@ -11,12 +11,13 @@ from agents.funnel.embeddings import ItemVectors
 from agents.funnel.filters import FilterConfig
 from agents.funnel.hydrate import HydrationPlan
 from agents.funnel.ordering import OrderingConfig
-from agents.funnel.pipeline import DEFAULT_QUOTAS, F32, Embed, Funnel, FunnelConfig
+from agents.funnel.pipeline import F32, Embed, Funnel, FunnelConfig
 from agents.funnel.scoring import OnnxRanker, Ranker, ValueConfig
 from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolSource
 from agents.funnel.thompson import SourcePosteriors
 from state.features import FeatureConfig
 from state.items import ItemRecord
+from state.live_index import LiveIndex
 from state.pools import PoolConfig
 from state.registry import LoadedVersion
 from state.session_tower import SessionTower
@@ -49,15 +50,22 @@ def sources(
     pools: PoolConfig,
     loaded: LoadedVersion | None,
     recall: RecallSampler | None = None,
+    *,
     ann_k: int = 300,
+    live: LiveIndex | None = None,
 ) -> list[CandidateSource]:
     """Retrieval channels: ANN over the version's item index (when there is one), co-visitation and the pools.
 
-    With ``recall``, the ANN source's searches are offered to it (recall sampled against exact search).
+    With ``recall``, the ANN source's searches are offered to it (recall sampled against exact search). With
+    ``live`` (the version's index that new catalog items join) ANN searches it and its growing id list.
     """
     out: list[CandidateSource] = []
-    if loaded is not None and loaded.index is not None:
+    ann: AnnSource | None = None
+    if live is not None:
+        ann = AnnSource(live.index, live.item_ids, k=ann_k)
+    elif loaded is not None and loaded.index is not None:
         ann = AnnSource(loaded.index, loaded.item_ids, k=ann_k)
+    if ann is not None:
         out.append(SampledAnnSource(ann, recall) if recall is not None else ann)
     out.append(CovisitSource(store, pools))
     out += [
@@ -82,7 +90,8 @@ def funnel_config(serving: ServingSettings, max_k: int, variant: Variant | None 
             allowed_policies=serving.allowed_policies,
         ),
         precomputed_within_ms=serving.precomputed_within_ms,
-        quotas={**DEFAULT_QUOTAS, "ann": max(DEFAULT_QUOTAS["ann"], serving.ann_k)},
+        # the ANN source's whole answer takes part in the merge (a smaller quota would cut what ann_k asked for)
+        quotas={**serving.source_quotas, "ann": max(serving.source_quotas.get("ann", 0), serving.ann_k)},
         catalog_first=True,
     )
 
@@ -135,6 +144,7 @@ def build_funnel(
     recall: RecallSampler | None = None,
     posteriors: SourcePosteriors | None = None,
     ann_k: int = 300,
+    live: LiveIndex | None = None,
 ) -> Funnel:
     """The funnel a worker serves with; ``Funnel.set_model`` swaps versions later.
 
@@ -147,7 +157,7 @@ def build_funnel(
     return Funnel(
         config or FunnelConfig(catalog_first=True),
         store,
-        sources(store, pools, loaded, recall, ann_k),
+        sources(store, pools, loaded, recall, ann_k=ann_k, live=live),
         ranker=ranker,
         plan=plan,
         vectors=vectors,

@@ -14,7 +14,7 @@ import torch
 
 from models.baselines import ALS_GRID, EASE_GRID, Als, Ease, Popularity, Recommender, tune_and_test
 from models.configs import ranker_config, two_tower_config
-from models.data import Dataset, load_movielens_100k
+from models.data import Dataset, IntArray, load_movielens_100k, restrict_users, without_user_features
 from models.drift import DriftReference
 from models.evaluate import EvalResult, evaluate
 from models.export import export_item_index, export_item_tower, export_ranker, export_user_tower
@@ -160,10 +160,19 @@ def drift_reference(
 
 
 def build_version(
-    kind: str, data: Path, staging: Path, *, config: str = "default", seed: int = 0, progress: Progress = _no_progress
+    kind: str, data: Path, staging: Path, *, config: str = "default", seed: int = 0, progress: Progress = _no_progress,
+    user_features: bool = True, users: IntArray | None = None,
 ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
-    """Train, evaluate and export everything a version needs into ``staging``: (metrics, data window, config)."""
+    """Train, evaluate and export everything a version needs into ``staging``: (metrics, data window, config).
+
+    ``user_features=False`` trains the user tower on the serving defaults instead of the dataset's profile
+    columns (see :func:`models.data.without_user_features`); ``users`` keeps only their interactions.
+    """
     dataset, log = load_dataset(kind, data)
+    if not user_features:
+        dataset = without_user_features(dataset)
+    if users is not None:
+        dataset = restrict_users(dataset, users)
     split = leave_last_out(dataset.interactions, dataset.n_users, dataset.n_items)
     trained = train_retrieval(dataset, split, config, seed, progress)
     result = evaluate(two_tower_scorer(trained, dataset, split.history("test")), split, "test",
@@ -188,7 +197,8 @@ def build_version(
     window = {"dataset": dataset.name, "source": str(data), "protocol": split.protocol,
               "first_ts": int(ts.min()), "last_ts": int(ts.max()), "interactions": len(dataset.interactions),
               "users": dataset.n_users, "items": dataset.n_items}
-    cfg = {"two_tower": asdict(trained.config), "name": config, "train_seconds": round(trained.seconds, 1)}
+    cfg = {"two_tower": asdict(trained.config), "name": config, "train_seconds": round(trained.seconds, 1),
+           "user_features": user_features, "users": "all" if users is None else int(users.shape[0])}
     return metrics, window, cfg
 
 

@@ -9,6 +9,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from state.item_columns import ItemColumns
 from state.items import ItemCounts, ItemRecord
 from state.precomputed import PrecomputedList
 from state.user_state import UserState
@@ -140,6 +141,10 @@ class OnlineFeatureStore(Protocol):
 
     async def read_items(self, item_ids: Sequence[str]) -> list[ItemRecord | None]:
         """Records aligned with ``item_ids`` (None where the catalog has no such item), counters merged."""
+        ...
+
+    async def read_item_columns(self, item_ids: Sequence[str]) -> ItemColumns:
+        """The same records as :meth:`read_items`, as columns (no per-item objects), in one round trip."""
         ...
 
     async def top_popular(self, n: int, now: float) -> Scored:

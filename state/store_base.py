@@ -10,6 +10,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
+from state.item_columns import ItemColumns
 from state.items import ItemCounts, ItemRecord, decode_item, encode_item
 from state.keys import KeySchema
 from state.popularity import generation, generation_scales, period_s, score_now
@@ -174,6 +175,10 @@ class PlannedStore(abc.ABC):
             counts = tuple(int(cast(list[int | None], c)[j] or 0) for c in counters)
             out.append(decode_item(rec, ItemCounts(counts)))
         return out
+
+    async def read_item_columns(self, item_ids: Sequence[str]) -> ItemColumns:
+        ids = list(item_ids)
+        return ItemColumns.from_records(ids, await self.read_items(ids))
 
     async def top_popular(self, n: int, now: float) -> Scored:
         return await self.read_decayed(self.popularity, n, now)

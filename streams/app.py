@@ -13,7 +13,7 @@ from streams.settings import Settings
 def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     """Build a worker app: at-least-once, raw bytes on the wire (decoded by streams.codec), agents registered."""
     # local import: agents import Faust types only when an app is built
-    from agents import events, items, models, monitors, serve
+    from agents import events, items, models, monitors, new_items, serve
 
     w = settings.worker
     app = faust.App(
@@ -46,4 +46,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     serve.register(app, rt)
     models.register(app, rt)
     monitors.register(app, rt)
+    new_items.register(app, rt)
     return app

@@ -12,7 +12,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from streams.jobs import JobCounts, JobRecord, JobStore
 from streams.settings import Settings, load_settings
@@ -40,9 +40,10 @@ def _progress() -> Progress:
 async def _batch(
     settings: Settings, cfg: BatchConfig, out: Literal["redis", "parquet"], path: Path | None, bar: Progress
 ) -> JobRecord:
-    from agents.batch_job import BatchJob
+    from agents.batch_job import BatchJob, one_search_thread
     from agents.runtime import build_store
 
+    one_search_thread()
     task = bar.add_task("score", total=None, written=0, failed=0)
     store = build_store(settings)
     try:
@@ -109,16 +110,26 @@ def jobs_list(
         for rec in recs:
             sys.stdout.write(rec.model_dump_json() + "\n")
         return
-    table = Table("id", "kind", "status", "progress", "users / written / failed", "created (UTC)", "seconds")
+    table = Table(
+        Column("id", no_wrap=True),
+        "status",
+        "done",
+        "users",
+        "written",
+        "failed",
+        "s",
+        caption="ids start with the job kind and its UTC start time",
+    )
     for rec in recs:
         secs = rec.elapsed_s
+        c = rec.counts
         table.add_row(
             rec.id,
-            rec.kind,
             _status(rec),
             f"{rec.progress:.0%}",
-            _counts(rec.counts),
-            _fmt_time(rec),
+            f"{c.users:,}",
+            f"{c.written:,}",
+            f"{c.failed:,}",
             "" if secs is None else f"{secs:,.1f}",
         )
     out_console.print(table)

@@ -78,7 +78,11 @@ def serve(
     k: int = 10,
     warm_events: Annotated[int, typer.Option(help="simulated events streamed before the load")] = 50_000,
     users: int = 20_000,
-    items: int = 20_000,
+    items: Annotated[int, typer.Option(help="catalog size; beyond --world-items it is simulated long tail")] = 20_000,
+    world_items: Annotated[int, typer.Option(help="items the simulated users interact with")] = 20_000,
+    candidates: Annotated[
+        Optional[int], typer.Option(help="candidates after the merge (ANN fills up to it); default: settings")
+    ] = None,
     train: Annotated[str, typer.Option(help="train a model of this config first (tiny|default), or 'none'")] = "tiny",
     inject_faults: Annotated[bool, typer.Option(help="kill Redis, then retire the model, partway through")] = False,
     json_out: JsonOut = None,
@@ -87,7 +91,16 @@ def serve(
     from streams.bench.serve import ServeLoad, run_serve
     from streams.settings import load_settings
 
-    load = ServeLoad(rps=rps, seconds=seconds, k=k, warm_events=warm_events, users=users, items=items)
+    load = ServeLoad(
+        rps=rps,
+        seconds=seconds,
+        k=k,
+        warm_events=warm_events,
+        users=users,
+        items=items,
+        candidates=candidates,
+        world_items=world_items,
+    )
     if inject_faults:
         from streams.bench.faults import run_with_faults
 
@@ -108,9 +121,8 @@ def freshness(
 ) -> None:
     """Event produced -> user features and session embedding readable in Redis; Redis bytes per active user."""
     from streams.admin import delete_topics, ensure_topics
-    from streams.bench.faults import private_redis
     from streams.bench.freshness import run_freshness
-    from streams.bench.harness import isolated, simulated_lines, user_ids
+    from streams.bench.harness import isolated, private_redis, simulated_lines, user_ids
     from streams.bench.ingest import produce_paced
     from streams.settings import load_settings
     from streams.topics import topic_names, topic_specs
@@ -146,8 +158,56 @@ def freshness(
     _report("freshness", result, json_out)
 
 
+def batch(
+    users: int = 20_000,
+    items: int = 20_000,
+    events: Annotated[int, typer.Option(help="simulated events written as state before scoring")] = 200_000,
+    top_k: Annotated[int, typer.Option("--top-k")] = 10,
+    max_users: Annotated[Optional[int], typer.Option(help="score at most this many users")] = None,
+    train: Annotated[str, typer.Option(help="model config trained on the simulated log (tiny|default)")] = "tiny",
+    json_out: JsonOut = None,
+) -> None:
+    """Batch-score users/s over real Redis (a private key prefix, deleted afterwards)."""
+    from streams.bench.batch import run_batch_bench
+    from streams.bench.harness import isolated, simulated_lines
+    from streams.bench.serve import with_trained_model
+    from streams.settings import load_settings
+
+    settings = isolated(load_settings(), "bench-batch")
+    lines, catalog = simulated_lines(events, seed=17, n_users=users, n_items=items, start=time.time() - 4 * 3600)
+    work = LOGS / settings.worker.app_id
+    settings = with_trained_model(settings, lines, catalog, train, work)
+    result = asyncio.run(run_batch_bench(settings, lines, catalog, top_k=top_k, max_users=max_users, work=work))
+    result.update(
+        {"benchmark": "batch", "model": train, "sim_users": users, "items": items, "events": events, "top_k": top_k}
+    )
+    _report("batch", result, json_out)
+
+
+def metrics_cost(
+    rounds: Annotated[int, typer.Option(help="rounds per mode (alternating on/off)")] = 20,
+    seconds: Annotated[float, typer.Option(help="length of each round")] = 2.0,
+    concurrency: Annotated[int, typer.Option(help="closed-loop clients")] = 4,
+    k: int = 10,
+    warm_events: int = 30_000,
+    users: int = 5_000,
+    items: int = 5_000,
+    train: Annotated[str, typer.Option(help="model config trained first (tiny|default)")] = "tiny",
+    json_out: JsonOut = None,
+) -> None:
+    """Serving throughput (closed loop, full funnel) and latency with metrics on and off in the same run."""
+    from streams.bench.metrics_cost import CostLoad, run_metrics_cost
+    from streams.settings import load_settings
+
+    load = CostLoad(rounds, seconds, concurrency, k, warm_events, users, items)
+    result = asyncio.run(run_metrics_cost(load_settings(), load, logs=LOGS, train=train))
+    _report("metrics-cost", result, json_out)
+
+
 def register(bench: typer.Typer) -> None:
     """Add the streaming benchmarks to the ``bench`` group."""
+    bench.command("metrics-cost")(metrics_cost)
     bench.command("ingest")(ingest)
     bench.command("serve")(serve)
     bench.command("freshness")(freshness)
+    bench.command("batch")(batch)

@@ -73,6 +73,20 @@ class PoolSettings(_Section):
     covisit_top_k: int = Field(default=50, ge=1)
     covisit_neighbours: int = Field(default=5, ge=1)
     fresh_keep: int = Field(default=200, ge=1)
+    catalog_log_keep: int = Field(
+        default=100_000, ge=1, description="newest catalog upserts kept for workers to add to their ANN index"
+    )
+
+
+#: Candidates per source before the merge; ``ann`` etc. name ``agents.funnel`` sources.
+DEFAULT_SOURCE_QUOTAS: dict[str, int] = {
+    "ann": 400,
+    "covisit": 150,
+    "category": 150,
+    "trending": 150,
+    "fresh": 50,
+    "popular": 200,
+}
 
 
 class ServingSettings(_Section):
@@ -100,7 +114,12 @@ class ServingSettings(_Section):
     thompson_prior: tuple[float, float] = Field(
         default=(1.0, 1.0), description="Beta(alpha, beta) prior of every source's click rate"
     )
-    ann_k: int = Field(default=300, ge=1, description="nearest items the ANN source retrieves")
+    ann_k: int = Field(default=300, ge=1, description="nearest items the ANN source asks the index for")
+    source_quotas: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_SOURCE_QUOTAS),
+        description="most candidates each source contributes before the merge (a source not named: all)",
+    )
+    faiss_threads: int = Field(default=1, ge=1, le=64, description="OpenMP threads of FAISS searches")
 
     @model_validator(mode="after")
     def _policies(self) -> Self:
@@ -240,6 +259,9 @@ class ModelSettings(_Section):
     shadow_k: int = Field(default=10, ge=1, le=1000, description="top-k compared between champion and challenger")
     shadow_sample: float = Field(default=1.0, ge=0.0, le=1.0, description="share of answered requests shadow-scored")
     shadow_queue: int = Field(default=256, ge=1, description="pending shadow jobs kept; more are dropped and counted")
+    catalog_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="how often workers add new catalog items to their ANN index"
+    )
 
 
 class Settings(BaseSettings):

@@ -42,25 +42,20 @@ from agents.funnel.sources import StaticSource, strongest_categories
 from agents.funnel.thompson import SourcePosteriors, thompson_slate
 from state.feature_config import FeatureConfig
 from state.features import category_affinity
+from state.item_columns import ItemColumns
 from state.items import ItemRecord
 from state.store import OnlineFeatureStore
 from state.user_state import UserState
 from streams.errors import StreamrecError
 from streams.records import RecItem, RecommendRequest
+from streams.settings import DEFAULT_SOURCE_QUOTAS
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Embed = Callable[[UserState], F32 | None]
 
-DEFAULT_QUOTAS: Mapping[str, int] = {
-    "ann": 400,
-    "covisit": 150,
-    "category": 150,
-    "trending": 150,
-    "fresh": 50,
-    "popular": 200,
-}
+DEFAULT_QUOTAS: Mapping[str, int] = DEFAULT_SOURCE_QUOTAS
 
 
 @dataclass(frozen=True)
@@ -225,8 +220,9 @@ class Funnel:
             n_candidates=len(cands),
             kept=kept,
             values=scored.values if scored.p_click is not None else None,
+            n_ranked=len(kept.kept),
         )
-        return top_up(tier, result, knobs.k) if tier is not None and tier.kept.kept else result
+        return top_up(tier, result, knobs.k, why) if why and tier is not None and tier.kept.kept else result
 
     def _precomputed_reason(self, run: _Run) -> str | None:
         """Why the precomputed tier is tried first (no model, or the deadline nearly spent), or None."""
@@ -308,21 +304,23 @@ class Funnel:
         run.lap("retrieve")
         return lists, {name: len(v) for name, v in lists.items()}, errors
 
-    async def _records(self, item_ids: list[str], run: _Run) -> list[ItemRecord | None]:
-        records: list[ItemRecord | None] = [None] * len(item_ids)
+    async def _records(self, item_ids: list[str], run: _Run) -> ItemColumns:
         ask = list(range(len(item_ids)))
+        local: list[ItemRecord | None] = []
         if self.config.catalog_first:
-            records = [self.catalog.get(i) for i in item_ids]
-            ask = [j for j, r in enumerate(records) if r is None]
+            local = [self.catalog.get(i) for i in item_ids]
+            ask = [j for j, r in enumerate(local) if r is None]
+        cols = ItemColumns.from_records(item_ids, local) if local else ItemColumns.empty(item_ids)
         try:
-            got = await self.store.read_items([item_ids[j] for j in ask]) if ask else []
+            got = await self.store.read_item_columns([item_ids[j] for j in ask]) if ask else None
         except StreamrecError:
             run.degraded.append("items_store")
-            got = [self.catalog.get(item_ids[j]) for j in ask]
-        for j, rec in zip(ask, got, strict=True):
-            records[j] = rec
+            fallback = [item_ids[j] for j in ask]
+            got = ItemColumns.from_records(fallback, [self.catalog.get(i) for i in fallback])
+        if got is not None:
+            cols.fill(ask, got)
         run.lap("items")
-        return records
+        return cols
 
     def _score(
         self,
@@ -337,6 +335,11 @@ class Funnel:
         retrieval = np.array([c.score for c in kept.kept], dtype=np.float64)
         empty = np.zeros((0, len(self.plan.columns)), np.float32)
         if self.ranker is None or not kept.kept:
+            if self.ranker is None and kept.kept:
+                two_tower = self._two_tower_values(rows, ctx.user_vector)
+                if two_tower is not None:  # a retrieval-only version: its own score, as offline evaluation ranks
+                    run.lap("score")
+                    return _Scored(two_tower, None, None, empty)
             if self.ranker is None:
                 run.degraded.append("no_ranker")
             return _Scored(retrieval, None, None, empty)
@@ -360,10 +363,19 @@ class Funnel:
         except RankerError:
             run.degraded.append("ranker_error")
             return _Scored(retrieval, None, None, empty)
-        price = np.fromiter((r.price if r is not None else 0.0 for r in kept.records), np.float64, len(ids))
+        price = kept.records.price
         values = self.config.value_for(request.surface).value(p_click, p_purchase, price)
         run.lap("score")
         return _Scored(values, p_click, p_purchase, hyd.matrix)
+
+    def _two_tower_values(self, rows: I64 | None, user_vec: F32 | None) -> F64 | None:
+        """The two-tower score of each candidate (items the version lacks rank below all others), or None."""
+        dots, found = self.tt_dots(rows, user_vec)
+        if dots is None or found is None or not found.any():
+            return None
+        values = dots.astype(np.float64)
+        values[~found] = float(values[found].min()) - 1.0  # finite, so MMR's scaling stays defined
+        return values
 
     def tt_dots(self, rows: I64 | None, user_vec: F32 | None) -> tuple[F32 | None, npt.NDArray[np.bool_] | None]:
         if self.vectors is None or rows is None or user_vec is None or user_vec.shape[0] != self.vectors.dim:
@@ -383,7 +395,7 @@ class Funnel:
         run: _Run,
     ) -> tuple[Slate, tuple[str, ...]]:
         cfg = self.config.ordering
-        cats = category_codes([r.category if r is not None else "" for r in kept.records]) if cfg.category_cap else None
+        cats = category_codes(kept.records.category) if cfg.category_cap else None
         rushed = run.rushed(self.config.reserve_ms)
         if rushed:
             run.degraded.append("deadline")

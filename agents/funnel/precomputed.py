@@ -11,6 +11,7 @@ from agents.funnel.candidates import Candidate
 from agents.funnel.filters import Constraints, FilterConfig, Filtered, apply_filters
 from agents.funnel.ordering import Knobs
 from agents.funnel.outcome import FunnelResult
+from state.item_columns import ItemColumns
 from state.items import ItemRecord
 from state.precomputed import PrecomputedList
 from state.user_state import UserState
@@ -37,7 +38,7 @@ class PrecomputedTier:
 
 def filter_precomputed(
     plist: PrecomputedList,
-    records: Sequence[ItemRecord | None],
+    records: Sequence[ItemRecord | None] | ItemColumns,
     state: UserState | None,
     cons: Constraints,
     cfg: FilterConfig,
@@ -75,8 +76,10 @@ def tier_result(
     )
 
 
-def top_up(tier: PrecomputedTier, rest: FunnelResult, k: int) -> FunnelResult:
+def top_up(tier: PrecomputedTier, rest: FunnelResult, k: int, why: str) -> FunnelResult:
     """The list's items first, then the regular answer's items it lacks, up to ``k`` (feature rows dropped).
+
+    ``why`` (``no_ranker`` or ``deadline``) is recorded among the degradations, before ``precomputed``.
 
     The regular answer's rows no longer align with a list that mixes in unscored items, so the combined
     result logs no features; propensities and exploration flags of the regular items are kept.
@@ -100,5 +103,5 @@ def top_up(tier: PrecomputedTier, rest: FunnelResult, k: int) -> FunnelResult:
         feature_columns=(),
         source_counts=counts,
         dropped=dropped,
-        degraded=(*(d for d in rest.degraded if d != "no_candidates"), SOURCE),
+        degraded=(*(d for d in rest.degraded if d not in {"no_candidates", why}), why, SOURCE),
     )

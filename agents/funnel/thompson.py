@@ -96,7 +96,7 @@ class SourcePosteriors:
     list's ``request_id`` is credited to that source; clicks on unknown lists are ignored.
     """
 
-    def __init__(self, prior: BetaPrior | None = None, memory: int = 50_000) -> None:
+    def __init__(self, prior: BetaPrior | None = None, memory: int = 20_000) -> None:
         self.prior = prior or BetaPrior()
         self.memory = memory
         self.impressions: dict[str, int] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +30,16 @@ def isolated(settings: Settings, tag: str, **worker: Any) -> Settings:
     redis = settings.redis.model_copy(update={"key_prefix": run})
     metrics = settings.metrics.model_copy(update={"port": 0})  # a free port: several workers may run at once
     return settings.model_copy(update={"kafka": kafka, "worker": w, "redis": redis, "metrics": metrics})
+
+
+def private_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    """A throwaway Redis the benchmark may kill (never the shared one)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    exe = shutil.which("redis-server") or "redis-server"
+    return subprocess.Popen(  # noqa: S603 - fixed arguments
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def summarize_ms(samples: Sequence[float]) -> dict[str, float]:

@@ -14,6 +14,7 @@ from redis import exceptions as rexc
 
 from state.errors import StoreUnavailable
 from state.features import new_user_state
+from state.items import ItemCounts, ItemRecord
 from state.memory_store import MemoryFeatureStore
 from state.redis_store import RedisFeatureStore, glob_escape
 from state.store import WriteBatch
@@ -81,8 +82,33 @@ async def test_write_is_one_transaction(store: RedisFeatureStore) -> None:
     store.client.pipeline = spy  # type: ignore[method-assign,assignment]
     users = {f"u{i}": new_user_state(f"u{i}") for i in range(200)}
     await store.write_batch(WriteBatch("events", offsets={0: 1}, users=users))
-    await store.read_items([f"i{i}" for i in range(500)])
+    await store.read_user("u1")
     assert sent == [[True], [False]]
+
+
+@pytest.mark.asyncio
+async def test_reading_many_items_is_one_round_trip(store: RedisFeatureStore) -> None:
+    items = {f"i{i}": ItemRecord(f"i{i}", "c", price=float(i)) for i in range(0, 3000, 2)}
+    await store.write_batch(WriteBatch("items", items=items, item_counts={"i4": ItemCounts((1, 2, 3, 4, 5))}))
+    ids = [f"i{i}" for i in range(3000)]
+    checkouts: list[object] = []
+    pool = store.client.connection_pool
+    real = pool.get_connection
+
+    async def spy(*args: object, **kwargs: object) -> object:
+        checkouts.append(args)
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    pool.get_connection = spy  # type: ignore[method-assign]
+    got = await store.read_items(ids)
+    cols = await store.read_item_columns(ids)
+    assert len(checkouts) == 2  # one connection, one write, six replies per read
+    assert cols.records() == got
+    assert [r is None for r in got] == [i % 2 == 1 for i in range(3000)]
+    assert got[4] == ItemRecord("i4", "c", price=4.0, counts=ItemCounts((1, 2, 3, 4, 5)))
+    assert got[2999] is None and got[2998] is not None and got[2998].counts == ItemCounts()
+    odd = [*ids[:3], "x\0y", "é"]
+    assert [r.item_id if r else None for r in await store.read_items(odd)] == ["i0", None, "i2", None, None]
 
 
 @pytest.mark.asyncio

@@ -128,3 +128,45 @@ def test_an_invalid_reference_file_refuses_to_publish(staging: Path, tmp_path: P
     (bad / DRIFT_FILE).write_text('{"rows": -1, "histograms": {}}')
     with pytest.raises(RegistryError, match="invalid drift reference"):
         FileRegistry(tmp_path / "reg").publish(bad, split="s", metrics={"ndcg@10": 0.1}, data_window={})
+
+
+async def test_a_worker_serving_the_version_feeds_drift_and_recall_from_what_it_scores(
+    staging: Path, tmp_path: Path
+) -> None:
+    from agents.drift import DriftMonitor
+    from agents.monitors import check_recall
+    from agents.runtime import Runtime
+    from agents.serve import answer
+    from models.synthetic import generate
+    from streams.bench.metrics_cost import warm
+    from streams.records import RecommendRequest
+    from streams.settings import load_settings
+
+    reg = FileRegistry(tmp_path / "reg")
+    reg.promote(reg.publish(staging, split="sim/x", metrics={"ndcg@10": 0.1}, data_window={}).version)
+    settings = load_settings(
+        worker={"store": "memory", "app_id": "w1"},
+        models={"registry_dir": tmp_path / "reg"},
+        drift={"min_samples": 10},
+        metrics={"ann_recall_sample": 1.0},
+    )
+    rt = Runtime.build(settings)
+    world = generate(5, n_users=40, n_items=30, requests_per_user=8)  # the staging version's training world
+    await warm(
+        rt, [e.model_dump_json().encode() for e in world.events], [c.model_dump_json().encode() for c in world.catalog]
+    )
+    served: list[float] = []
+    for u in range(40):
+        resp, _, _ = await answer(rt, RecommendRequest(correlation_id=f"c{u}", user_id=f"u{u}", k=5), rt.clock.now())
+        served += [it.p_click for it in resp.items if it.p_click is not None]
+    assert isinstance(rt.drift, DriftMonitor) and len(served) > 50
+    window = rt.drift.window()
+    assert tuple(window) == (*SERVING_FEATURES, "p_click", "p_purchase", "value")
+    assert sorted(window["p_click"].tolist()) == pytest.approx(sorted(served), abs=1e-6)  # exactly what was scored
+    psi_values = rt.drift.refresh()
+    assert psi_values is not None and len(psi_values) == len(SERVING_FEATURES) + 3
+    sample = rt.registry.get_sample_value("streamrec_feature_psi", {"agent": "w1", "feature": "p_click"})
+    assert sample == pytest.approx(psi_values["p_click"])
+    recalls = await check_recall(rt)
+    assert recalls and all(r == 1.0 for r in recalls)  # the version's index is exact below 50k items
+    assert rt.registry.get_sample_value("streamrec_ann_recall", {"agent": "w1"}) == 1.0

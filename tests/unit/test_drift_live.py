@@ -165,3 +165,22 @@ def test_exact_index_has_full_recall_and_sampling_follows_the_rate() -> None:
     assert build_recall(exact, item_ids, NullMetrics(), enabled=True, rate=0.0, seed=0) is None
     assert build_recall(exact, item_ids, NullMetrics(), enabled=False, rate=0.5, seed=0) is None
     assert build_recall(None, (), NullMetrics(), enabled=True, rate=0.5, seed=0) is None
+
+
+def test_infra_alerts_and_dashboard_cover_drift_and_recall() -> None:
+    import json
+    from pathlib import Path
+
+    from streams.metrics import exported_names
+
+    infra = Path(__file__).resolve().parents[2] / "infra"
+    defined = exported_names(Metrics(CollectorRegistry(), agent="w1").registry)
+    assert {"streamrec_feature_psi", "streamrec_drift_samples", "streamrec_ann_recall_sampled_bucket"} <= defined
+    alerts = (infra / "prometheus" / "alerts.yml").read_text()
+    assert "alert: StreamrecFeatureDrift" in alerts and "alert: StreamrecScoreDrift" in alerts
+    assert alerts.count("streamrec_feature_psi") == 2 and "> 0.25" in alerts
+    dash = json.loads((infra / "grafana" / "dashboard.json").read_text())
+    exprs = {p["title"]: " ".join(t["expr"] for t in p.get("targets", [])) for p in dash["panels"]}
+    assert "streamrec_feature_psi" in exprs["Feature drift (PSI, worst 10)"]
+    assert "p_click|p_purchase|value" in exprs["Score drift (PSI)"]
+    assert "streamrec_ann_recall_sampled_bucket" in exprs["ANN recall (sampled)"]

@@ -42,11 +42,17 @@ def _req(k: int = 10, **kw: Any) -> RecommendRequest:
 
 
 def _funnel(w: World, *, ranker: bool, within_ms: float = 0.0) -> Funnel:
+    """With ``ranker=False`` there is no model at all (a retrieval-only version would rank by its two towers)."""
     cfg = FunnelConfig(
         ordering=OrderingConfig(mmr_lambda=1.0), filters=FilterConfig(seen_last_n=3), precomputed_within_ms=within_ms
     )
     return Funnel(
-        cfg, w.store, all_sources(w), ranker=FakeRanker() if ranker else None, vectors=w.vectors, features=CFG
+        cfg,
+        w.store,
+        all_sources(w),
+        ranker=FakeRanker() if ranker else None,
+        vectors=w.vectors if ranker else None,
+        features=CFG,
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import faust
 
 from agents.runtime import Runtime, RuntimeService
+from streams.faust_drain import FastDrainTransport
+from streams.quiet_monitor import QuietMonitor
 from streams.settings import Settings
 
 
@@ -34,7 +36,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         producer_max_batch_size=w.producer_batch_bytes,
         stream_wait_empty=False,
         web_enabled=False,
+        monitor=QuietMonitor(),
     )
+    app.transport = FastDrainTransport(app.conf.broker_consumer, app)  # before anything builds a consumer
     rt = runtime or Runtime.build(settings)
     app.add_dependency(RuntimeService(rt))
     events.register(app, rt)

@@ -12,6 +12,7 @@ from rich.console import Console
 
 console = Console()
 LOGS = Path(".run/bench-logs")
+MAX_AUTO_RATE = 25_000.0  # events simulated for a lag phase at 80 % of a drain rate not known in advance
 FRESH_REDIS_PORT = 16393  # a private Redis: INFO memory then counts only this run's keys
 JsonOut = Annotated[Optional[Path], typer.Option("--json", help="write the result JSON here")]
 Train = Annotated[
@@ -42,7 +43,7 @@ def _report(name: str, result: dict[str, Any], out: Path | None) -> None:
 
 
 def ingest(
-    rate: Annotated[float, typer.Option(help="events/s during the lag phase")] = 8000.0,
+    rate: Annotated[float, typer.Option(help="events/s during the lag phase (0: 80 % of the drain rate)")] = 0.0,
     seconds: Annotated[float, typer.Option(help="length of the lag phase")] = 20.0,
     backlog: Annotated[int, typer.Option(help="events drained to measure capacity")] = 100_000,
     users: int = 100_000,
@@ -58,13 +59,13 @@ def ingest(
     from streams.topics import topic_names, topic_specs
 
     settings = isolated(load_settings(), "bench-ingest")
-    total = backlog + int(rate * seconds)
+    total = backlog + int((rate or MAX_AUTO_RATE) * seconds)
     events, catalog = simulated_lines(total, seed=11, n_users=users, n_items=items, start=time.time() - 4 * 3600)
     settings = _with_model(settings, train, events[:backlog], catalog)  # all features on: the tower runs per batch
     asyncio.run(ensure_topics(settings.kafka))
     try:
         asyncio.run(produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None))
-        result = asyncio.run(run_ingest(settings, events[:backlog], events[backlog:], rate, LOGS))
+        result = asyncio.run(run_ingest(settings, events[:backlog], events[backlog:], rate, LOGS, seconds=seconds))
     finally:
         asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
     result.update({"benchmark": "ingest", "users": users, "items": items, "seconds": seconds, "model": train})

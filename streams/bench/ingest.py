@@ -108,6 +108,10 @@ class Drain:
     cpu0: float | None = None
     cpu1: float | None = None
 
+    def rate(self, total: int) -> float:
+        """Events per wall-second from first progress to the end of ``total`` events."""
+        return (total - self.handled_at_t0) / max(self.t1 - self.t0, 1e-9)
+
 
 async def wait_drained(
     store: OnlineFeatureStore, source: str, total: int, worker: WorkerProcess, timeout_s: float
@@ -138,9 +142,20 @@ async def wait_handled(
 
 
 async def run_ingest(
-    settings: Settings, backlog: Sequence[bytes], paced: Sequence[bytes], rate: float, logs: Path
+    settings: Settings,
+    backlog: Sequence[bytes],
+    paced: Sequence[bytes],
+    rate: float,
+    logs: Path,
+    *,
+    seconds: float = 20.0,
+    share: float = 0.8,
 ) -> dict[str, Any]:
-    """Capacity from draining ``backlog``; lag while ``paced`` arrives at ``rate``; the bare ceiling alongside."""
+    """Capacity from draining ``backlog``; lag while ``paced`` arrives at ``rate``; the bare ceiling alongside.
+
+    ``rate`` 0 means ``share`` of the drain rate just measured (the lag phase then runs ``seconds`` long
+    and takes the first events of ``paced``, which must hold enough of them).
+    """
     names = topic_names(settings.kafka)
     servers = settings.kafka.bootstrap_servers
     await produce_paced(servers, names.events, backlog, None)
@@ -149,6 +164,9 @@ async def run_ingest(
     try:
         with WorkerProcess(settings, logs / f"{settings.worker.app_id}.log") as worker:
             drain = await wait_drained(store, names.events, len(backlog), worker, timeout_s=300)
+            if rate <= 0:
+                rate = round(share * drain.rate(len(backlog)), 1)
+                paced = paced[: int(rate * seconds)]
             stop = asyncio.Event()
             sampler = asyncio.create_task(sample_watermarks(store, names.events, stop))
             log, achieved = await produce_paced(servers, names.events, paced, rate)
@@ -159,7 +177,7 @@ async def run_ingest(
         await store.close()
     lags_sorted = sorted(lags) or [0.0]
     return {
-        "events_per_s": round((len(backlog) - drain.handled_at_t0) / max(drain.t1 - drain.t0, 1e-9), 1),
+        "events_per_s": round(drain.rate(len(backlog)), 1),
         **_cpu_figures(drain, len(backlog)),
         "backlog_events": len(backlog),
         "lag_phase": {"target_rate": rate, "achieved_rate": round(achieved, 1), "events": len(paced)},

@@ -33,8 +33,13 @@ def test_quotas_cut_each_source_before_merging_and_limit_cuts_the_total() -> Non
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.dictionaries(st.sampled_from(["ann", "covisit", "trending", "popular"]),
-                       st.lists(st.sampled_from("abcdefghij"), max_size=8), max_size=4))
+@given(
+    st.dictionaries(
+        st.sampled_from(["ann", "covisit", "trending", "popular"]),
+        st.lists(st.sampled_from("abcdefghij"), max_size=8),
+        max_size=4,
+    )
+)
 def test_merge_is_deterministic_and_duplicate_free(raw: dict[str, list[str]]) -> None:
     lists = {name: [(i, 1.0) for i in items] for name, items in raw.items()}
     a, b = merge_sources(lists, {}, 50), merge_sources(dict(lists), {}, 50)

@@ -255,13 +255,30 @@ def closed_loop_cmd(
     seed: int = 3,
     trained: Annotated[str, typer.Option(help="training config of the better model")] = "tiny",
     weak: Annotated[str, typer.Option(help="training config of the weak model")] = "untrained",
+    value_formula: Annotated[str, typer.Option(help="click | purchase | expected_revenue | weighted")] = "click",
 ) -> None:
     """A/B test a trained against an untrained model with simulated users reacting to the live engine."""
+    from typing import cast, get_args
+
     from streams.bench.harness import write_json
     from streams.cli_models import _bars
     from streams.closed_loop import LoopConfig, run_closed_loop
+    from streams.settings import ValueFormula
 
-    cfg = LoopConfig(users, items, warm_events, requests, rps, seed=seed, trained=trained, weak=weak)
+    formulas = get_args(ValueFormula)
+    if value_formula not in formulas:
+        raise typer.BadParameter(f"unknown value formula {value_formula!r}; valid: {', '.join(formulas)}")
+    cfg = LoopConfig(
+        users,
+        items,
+        warm_events,
+        requests,
+        rps,
+        seed=seed,
+        trained=trained,
+        weak=weak,
+        value_formula=cast("ValueFormula", value_formula),
+    )
     with _bars() as bars:
         result = asyncio.run(run_closed_loop(load_settings(), cfg, logs=Path(".run/closed-loop"), progress=bars))
     write_json(json_out, result)

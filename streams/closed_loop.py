@@ -23,7 +23,7 @@ from streams.bench.serve import warmed_worker
 from streams.client import RecClient
 from streams.codec import encode
 from streams.errors import RequestTimeoutError
-from streams.settings import Experiment, ExperimentSettings, Settings, Variant
+from streams.settings import Experiment, ExperimentSettings, Settings, ValueFormula, Variant
 from streams.simulator import SimConfig, Simulator
 from streams.topics import topic_names
 
@@ -48,6 +48,7 @@ class LoopConfig:
     seed: int = 3
     trained: str = "tiny"
     weak: str = "untrained"
+    value_formula: ValueFormula = "click"  # both arms: the headline metric is CTR, only the model differs
 
 
 @dataclass
@@ -60,13 +61,13 @@ class LoopTally:
     events: int = 0
 
 
-def experiment_for(trained: str, weak: str) -> Experiment:
-    """Two arms of equal share, pinned to the trained and the weak version."""
+def experiment_for(trained: str, weak: str, formula: ValueFormula = "click") -> Experiment:
+    """Two arms of equal share, pinned to the trained and the weak version, ranking by the same value formula."""
     return Experiment(
         name=EXPERIMENT,
         variants=(
-            Variant(name="trained", share=0.5, model_version=trained),
-            Variant(name="weak", share=0.5, model_version=weak),
+            Variant(name="trained", share=0.5, model_version=trained, value_formula=formula),
+            Variant(name="weak", share=0.5, model_version=weak, value_formula=formula),
         ),
     )
 
@@ -180,7 +181,7 @@ async def run_closed_loop(
     work = logs / settings.worker.app_id
     work.mkdir(parents=True, exist_ok=True)
     trained, weak = await asyncio.to_thread(train_pair, work, cfg, events, catalog)
-    exp = experiment_for(trained, weak)
+    exp = experiment_for(trained, weak, cfg.value_formula)
     settings = settings.model_copy(
         update={
             "models": settings.models.model_copy(update={"registry_dir": work / "registry"}),

@@ -32,6 +32,7 @@ def _lists(variant: str, n: int, clicked: int) -> tuple[list[Impression], list[E
 
 def test_the_arms_pin_the_two_versions_evenly() -> None:
     exp = experiment_for("v0001", "v0002")
+    assert {v.value_formula for v in exp.variants} == {"click"}
     assert [(v.name, v.share, v.model_version) for v in exp.variants] == [
         ("trained", 0.5, "v0001"),
         ("weak", 0.5, "v0002"),

@@ -216,12 +216,17 @@ class Runtime:
         shadow = self.settings.models.shadow_version
         self.shadow = make(None, shadow) if shadow is not None and shadow in self.versions else None
 
-    def funnel_for(self, user_id: str) -> Arm:
+    def arm_for(self, user_id: str) -> Arm:
         """The funnel serving ``user_id``, the variant label recorded on responses and impressions, its pin."""
         if self.experiment is None:
             return Arm(self.funnel, "control")
         arm = assign(self.experiment, user_id)
         return Arm(self.arm_funnels[arm.name], variant_label(self.experiment, arm), arm.model_version)
+
+    def funnel_for(self, user_id: str) -> tuple[Funnel, str]:
+        """The funnel serving ``user_id`` and the variant label recorded on responses and impressions."""
+        arm = self.arm_for(user_id)
+        return arm.funnel, arm.variant
 
     @property
     def shadow_version(self) -> str | None:

@@ -109,7 +109,7 @@ def build_funnel(
     """The funnel a worker serves with; ``Funnel.set_model`` swaps versions later."""
     ranker, plan, vectors = model_parts(loaded)
     if loaded is not None and ranker is None:
-        log.warning("model %s has no ranker: serving in retrieval order", loaded.manifest.version)
+        log.warning("model %s has no ranker: serving in its two-tower score order", loaded.manifest.version)
     return Funnel(
         config or FunnelConfig(catalog_first=True),
         store,

@@ -158,7 +158,7 @@ def build_funnel(
     """
     ranker, plan, vectors = model_parts(loaded)
     if loaded is not None and ranker is None:
-        log.warning("model %s has no ranker: serving in retrieval order", loaded.manifest.version)
+        log.warning("model %s has no ranker: serving in its two-tower score order", loaded.manifest.version)
     return Funnel(
         config or FunnelConfig(catalog_first=True),
         store,

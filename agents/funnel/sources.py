@@ -30,10 +30,8 @@ class AnnSource:
         if ctx.user_vector is None or len(self.index) == 0:
             return []
         ids, scores = self.index.search(ctx.user_vector.reshape(1, -1), self.k)
-        n = len(self.item_ids)
-        return [
-            (self.item_ids[i], float(s)) for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if 0 <= i < n
-        ]
+        ok = (ids[0] >= 0) & (ids[0] < len(self.item_ids))
+        return list(zip(map(self.item_ids.__getitem__, ids[0][ok].tolist()), scores[0][ok].tolist(), strict=True))
 
 
 class CovisitSource:

@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 import pytest
 
+from agents.ann_recall import SampledAnnSource
 from agents.funnel.candidates import RetrievalContext
 from agents.funnel.sources import AnnSource
 from agents.new_items import sync_new_items
@@ -73,7 +74,9 @@ async def consume_items(rt: Runtime, values: list[bytes]) -> None:
 
 
 def ann(rt: Runtime) -> AnnSource:
-    (source,) = [s for s in rt.funnel.sources if isinstance(s, AnnSource)]
+    # with recall sampling on, the ANN source is wrapped (agents.ann_recall.SampledAnnSource)
+    unwrapped = [s.inner if isinstance(s, SampledAnnSource) else s for s in rt.funnel.sources]
+    (source,) = [s for s in unwrapped if isinstance(s, AnnSource)]
     return source
 
 

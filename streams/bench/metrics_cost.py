@@ -118,7 +118,7 @@ async def closed_loop(rt: Runtime, load: CostLoad, seconds: float, first: int) -
             t0 = time.perf_counter()
             req = RecommendRequest(correlation_id=f"c{i}", user_id=load.user_of(i), k=load.k)
             rt.metrics.request()
-            response, impression, _ = await answer(rt, req, rt.clock.now())
+            response, impression = await answer(rt, req, rt.clock.now())
             encode(response), encode(impression)
             latencies.append((time.perf_counter() - t0) * 1000.0)
             fallbacks += response.fallback

@@ -10,13 +10,20 @@ deleted, divided by the number of users: key, value, dict and expiry overhead in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, cast
+
+import redis
 
 from state.redis_store import RedisFeatureStore
 from state.state_codec import decode_state
 from state.store import WriteBatch
 from state.vectors import decode_vector
+from streams.bench.harness import private_redis
 
 _CHUNK = 1000
 
@@ -101,3 +108,33 @@ async def memory_report(
             "memory_usage_bytes_per_user": round(mean_usage, 1),
         },
     }
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for a private Redis; fixed ports collide between benches)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def private_redis_url(workdir: Path, timeout_s: float = 10.0) -> Iterator[str]:
+    """Start a throwaway ``redis-server`` on a free port; yield its URL once it answers PING; kill it on exit."""
+    port = free_port()
+    proc = private_redis(port, workdir)
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.RedisError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"private redis-server on port {port} did not start") from None
+                time.sleep(0.05)
+        client.close()
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.kill()
+        proc.wait()

@@ -13,7 +13,6 @@ from rich.console import Console
 console = Console()
 LOGS = Path(".run/bench-logs")
 MAX_AUTO_RATE = 25_000.0  # events simulated for a lag phase at 80 % of a drain rate not known in advance
-FRESH_REDIS_PORT = 16393  # a private Redis: INFO memory then counts only this run's keys
 JsonOut = Annotated[Optional[Path], typer.Option("--json", help="write the result JSON here")]
 Train = Annotated[
     str, typer.Option(help="session embeddings: train a model (tiny|default), reuse a registry directory, or none")
@@ -55,6 +54,7 @@ def ingest(
     from streams.admin import delete_topics, ensure_topics
     from streams.bench.harness import isolated, simulated_lines
     from streams.bench.ingest import produce_paced, run_ingest
+    from streams.bench.memory import private_redis_url
     from streams.settings import load_settings
     from streams.topics import topic_names, topic_specs
 
@@ -62,13 +62,19 @@ def ingest(
     total = backlog + int((rate or MAX_AUTO_RATE) * seconds)
     events, catalog = simulated_lines(total, seed=11, n_users=users, n_items=items, start=time.time() - 4 * 3600)
     settings = _with_model(settings, train, events[:backlog], catalog)  # all features on: the tower runs per batch
-    asyncio.run(ensure_topics(settings.kafka))
-    try:
-        asyncio.run(produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None))
-        result = asyncio.run(run_ingest(settings, events[:backlog], events[backlog:], rate, LOGS, seconds=seconds))
-    finally:
-        asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
+    # A private Redis: the shared one's load from other work would otherwise stall this worker's writes.
+    with private_redis_url(LOGS / settings.worker.app_id / "redis") as url:
+        settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
+        asyncio.run(ensure_topics(settings.kafka))
+        try:
+            asyncio.run(
+                produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None)
+            )
+            result = asyncio.run(run_ingest(settings, events[:backlog], events[backlog:], rate, LOGS, seconds=seconds))
+        finally:
+            asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
     result.update({"benchmark": "ingest", "users": users, "items": items, "seconds": seconds, "model": train})
+    result["worker"]["redis"] = "private redis-server (a free port)"
     _report("ingest", result, json_out)
 
 
@@ -122,8 +128,9 @@ def freshness(
     """Event produced -> user features and session embedding readable in Redis; Redis bytes per active user."""
     from streams.admin import delete_topics, ensure_topics
     from streams.bench.freshness import run_freshness
-    from streams.bench.harness import isolated, private_redis, simulated_lines, user_ids
+    from streams.bench.harness import isolated, simulated_lines, user_ids
     from streams.bench.ingest import produce_paced
+    from streams.bench.memory import private_redis_url
     from streams.settings import load_settings
     from streams.topics import topic_names, topic_specs
 
@@ -133,28 +140,28 @@ def freshness(
     )
     settings = _with_model(settings, train, events[:warm_events], catalog)
     active = user_ids(events)
-    url = f"redis://127.0.0.1:{FRESH_REDIS_PORT}/0"
-    settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
-    redis = private_redis(FRESH_REDIS_PORT, LOGS / settings.worker.app_id / "redis")
-    asyncio.run(ensure_topics(settings.kafka))
-    try:
-        time.sleep(0.5)  # let the private Redis start listening
-        asyncio.run(produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None))
-        result = asyncio.run(
-            run_freshness(
-                settings,
-                warm=events[:warm_events],
-                paced=events[warm_events:],
-                rate=rate,
-                users=active,
-                n_users=users,
-                logs=LOGS,
+    with private_redis_url(LOGS / settings.worker.app_id / "redis") as url:
+        settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
+        asyncio.run(ensure_topics(settings.kafka))
+        try:
+            asyncio.run(
+                produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None)
             )
-        )
-    finally:
-        redis.kill()
-        asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
+            result = asyncio.run(
+                run_freshness(
+                    settings,
+                    warm=events[:warm_events],
+                    paced=events[warm_events:],
+                    rate=rate,
+                    users=active,
+                    n_users=users,
+                    logs=LOGS,
+                )
+            )
+        finally:
+            asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
     result.update({"benchmark": "freshness", "target_rate": rate, "model": train, "active_users": len(active)})
+    result["redis"] = "private redis-server (a free port)"
     _report("freshness", result, json_out)
 
 

@@ -57,7 +57,8 @@ async def run_freshness(
     """
     names = topic_names(settings.kafka)
     servers = settings.kafka.bootstrap_servers
-    store = RedisFeatureStore(settings.redis, popularity_half_life_s=settings.features.popularity_half_life_s)
+    patient = settings.redis.model_copy(update={"socket_timeout_s": 10.0})  # the bench's bulk reads, not the worker's
+    store = RedisFeatureStore(patient, popularity_half_life_s=settings.features.popularity_half_life_s)
     try:
         baseline = await used_memory(store)
         with WorkerProcess(settings, logs / f"{settings.worker.app_id}.log") as worker:

@@ -10,15 +10,22 @@ deleted, divided by the number of users: key, value, dict and expiry overhead in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, cast
+
+import redis
 
 from state.redis_store import RedisFeatureStore
 from state.state_codec import decode_state
 from state.store import WriteBatch
 from state.vectors import decode_vector
+from streams.bench.harness import private_redis
 
-_CHUNK = 2000
+_CHUNK = 1000
 
 
 async def used_memory(store: RedisFeatureStore) -> int:
@@ -61,6 +68,15 @@ async def populate(store: RedisFeatureStore, streamed: Sequence[str], n_users: i
     return clones
 
 
+async def _memory_usage(store: RedisFeatureStore, users: Sequence[str]) -> float:
+    """Mean ``MEMORY USAGE`` of the users' two keys, asked in chunks (one huge pipeline outlasts the timeout)."""
+    total = 0.0
+    for i in range(0, len(users), _CHUNK):
+        chunk = users[i : i + _CHUNK]
+        total += await store.bytes_per_user(chunk) * len(chunk)
+    return total / max(len(users), 1)
+
+
 async def user_key_bytes(store: RedisFeatureStore, users: Sequence[str]) -> tuple[float, int]:
     """Mean bytes per user that deleting every user's state and vector key frees, and the bytes before."""
     before = await used_memory(store)
@@ -77,7 +93,7 @@ async def memory_report(
     """Populate to ``n_users`` simulated users, then measure; ``baseline`` is ``used_memory`` before the run."""
     clones = await populate(store, streamed, n_users)
     everyone = [*streamed, *clones]
-    mean_usage = await store.bytes_per_user(everyone)
+    mean_usage = await _memory_usage(store, everyone)
     per_user, full = await user_key_bytes(store, everyone)
     return {
         "redis_bytes_per_user": round(per_user, 1),
@@ -92,3 +108,33 @@ async def memory_report(
             "memory_usage_bytes_per_user": round(mean_usage, 1),
         },
     }
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for a private Redis; fixed ports collide between benches)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def private_redis_url(workdir: Path, timeout_s: float = 10.0) -> Iterator[str]:
+    """Start a throwaway ``redis-server`` on a free port; yield its URL once it answers PING; kill it on exit."""
+    port = free_port()
+    proc = private_redis(port, workdir)
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.RedisError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"private redis-server on port {port} did not start") from None
+                time.sleep(0.05)
+        client.close()
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.kill()
+        proc.wait()

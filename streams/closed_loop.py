@@ -43,7 +43,8 @@ class LoopConfig:
     items: int = 800
     warm_events: int = 30_000
     requests: int = 3_000
-    rps: float = 60.0
+    rps: float = 60.0  # at most; a user waits for its list, and at most ``concurrency`` wait at once
+    concurrency: int = 8
     k: int = 10
     seed: int = 3
     trained: str = "tiny"
@@ -95,14 +96,17 @@ async def drive(
     events_topic: str,
     progress: Progress = _no_progress,
 ) -> LoopTally:
-    """Ask for ``cfg.requests`` lists at ``cfg.rps``; each user reacts to the list shown, as events on Kafka."""
+    """Ask for ``cfg.requests`` lists (at most ``cfg.rps``, at most ``cfg.concurrency`` in flight); each user
+    reacts to the list shown, as events on Kafka."""
     tally = LoopTally()
     rng = np.random.default_rng(cfg.seed)
     picks = rng.choice(len(users), size=cfg.requests)
+    slots = asyncio.Semaphore(cfg.concurrency)  # a closed loop: a slow engine slows the users, never drops lists
 
     async def one(user: str) -> None:
         try:
-            resp = await client.recommend(user, cfg.k, deadline_ms=2000)
+            async with slots:
+                resp = await client.recommend(user, cfg.k, deadline_ms=2000)
         except RequestTimeoutError:
             tally.timeouts += 1
             return

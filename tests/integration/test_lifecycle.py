@@ -31,13 +31,13 @@ POLL_S = 300.0
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[bytes], list[bytes]]:
-    """A registry with a trained tiny version v0001 and its copies v0002 and v0003, and the simulated shop."""
+    """A registry with a tiny (untrained: loadable is all it takes) v0001, its copies v0002 and v0003, and the shop."""
     work = tmp_path_factory.mktemp("lifecycle")
     lines, catalog = simulated_lines(6_000, seed=11, n_users=200, n_items=300, start=time.time() - 3600)
     (work / "events.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     (work / "catalog.jsonl").write_bytes(b"\n".join(catalog) + b"\n")
     registry = work / "registry"
-    assert train_models(work, registry, "tiny") == "v0001"
+    assert train_models(work, registry, "untrained") == "v0001"
     reg = FileRegistry(registry)
     for _ in range(2):
         m = reg.get("v0001")

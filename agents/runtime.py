@@ -5,22 +5,27 @@ from __future__ import annotations
 import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from mode import Service
 from prometheus_client import CollectorRegistry
 
+from agents.ann_recall import RecallSampler, build_recall
+from agents.drift import DriftRecorder, NullDrift, build_drift
 from agents.experiments import assign, variant_label
 from agents.funnel.pipeline import Funnel
 from agents.funnel.thompson import BetaPrior, SourcePosteriors
-from agents.serving_setup import build_funnel, funnel_config, serving_experiment
+from agents.serving_setup import build_funnel, funnel_config, pinned_versions, serving_experiment
 from state.features import FeatureConfig, UserState, decode_state
+from state.item_tower import ItemTower
 from state.items import ItemRecord
+from state.live_index import LiveIndex
 from state.pools import PoolConfig
 from state.registry import LoadedVersion
 from state.session_tower import SessionTower
 from state.store import OnlineFeatureStore
 from streams.clock import Clock, SystemClock
-from streams.errors import StreamrecError
+from streams.errors import ConfigError, StreamrecError
 from streams.metrics import MetricsServer, WorkerMetrics, build_metrics, serve_metrics
 from streams.settings import Experiment, Settings, Variant
 from streams.topics import TopicNames, topic_names
@@ -43,6 +48,13 @@ def build_store(settings: Settings) -> OnlineFeatureStore:
     return RedisFeatureStore(settings.redis, popularity_half_life_s=settings.features.popularity_half_life_s)
 
 
+def set_search_threads(n: int) -> None:
+    """FAISS searches on ``n`` OpenMP threads; one query at a time gains nothing from more on a shared box."""
+    import faiss
+
+    faiss.omp_set_num_threads(n)
+
+
 def load_champion(settings: Settings) -> LoadedVersion | None:
     """The registry's champion, verified; None (and a log line) when there is none or it cannot load."""
     from state.registry import FileRegistry
@@ -56,13 +68,56 @@ def load_champion(settings: Settings) -> LoadedVersion | None:
         return None
 
 
+def load_side_versions(settings: Settings) -> dict[str, LoadedVersion]:
+    """Versions served beside the champion: those experiment arms pin (must load) and the shadow (may fail)."""
+    from state.registry import FileRegistry, warm_up
+
+    registry = FileRegistry(settings.models.registry_dir)
+    out: dict[str, LoadedVersion] = {}
+    for version in pinned_versions(serving_experiment(settings.experiments)):
+        try:
+            out[version] = registry.load(version)
+        except StreamrecError as exc:
+            raise ConfigError(f"experiment arm pins model {version}, which cannot be loaded: {exc}") from exc
+    shadow = settings.models.shadow_version
+    if shadow is not None and shadow not in out:
+        try:
+            out[shadow] = registry.load(shadow)
+        except StreamrecError as exc:
+            log.error("shadow model %s cannot be loaded, shadow scoring is off: %s", shadow, exc)
+    for loaded in out.values():
+        warm_up(loaded)
+    return out
+
+
+class Arm(NamedTuple):
+    """What serves one user: the funnel, the variant label recorded on responses, a pinned version (or None)."""
+
+    funnel: Funnel
+    variant: str
+    pinned: str | None = None
+def live_parts(loaded: LoadedVersion | None) -> tuple[LiveIndex | None, ItemTower | None]:
+    """The version's index made growable, and its content item tower (None where the version lacks one)."""
+    if loaded is None or loaded.index is None:
+        return None, None
+    graph = loaded.spec.graphs.get("item_tower")
+    usable = graph is not None and "item_tower" in loaded.sessions
+    usable = usable and graph is not None and ItemTower.has_content(t.name for t in graph.inputs)
+    return LiveIndex(loaded.index, loaded.item_ids), ItemTower(loaded) if usable else None
+
+
 @dataclass
 class Runtime:
-    """Per-worker dependencies handed to every agent's ``register``."""
+    """Per-worker dependencies handed to every agent's ``register``.
+
+    ``versions`` holds the loaded versions served beside the champion (pinned by experiment arms, and the
+    shadow challenger); they stay loaded while the champion changes.
+    """
 
     settings: Settings
     store: OnlineFeatureStore
     clock: Clock = field(default_factory=SystemClock)
+    versions: dict[str, LoadedVersion] = field(default_factory=dict)
     topics: TopicNames = field(init=False)
     features: FeatureConfig = field(init=False)
     pools: PoolConfig = field(init=False)
@@ -70,11 +125,17 @@ class Runtime:
     catalog: dict[str, ItemRecord] = field(default_factory=dict)
     model: LoadedVersion | None = None
     tower: SessionTower | None = None
+    # The served version's ANN index, grown in place by new catalog items, and the tower that embeds them.
+    live_index: LiveIndex | None = None
+    item_tower: ItemTower | None = None
     funnel: Funnel = field(init=False)
     experiment: Experiment | None = field(init=False)
     arm_funnels: dict[str, Funnel] = field(init=False)
+    shadow: Funnel | None = field(init=False, default=None)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     metrics: WorkerMetrics = field(init=False)
+    drift: DriftRecorder = field(default_factory=NullDrift)
+    recall: RecallSampler | None = None
     # Thompson sampling's click/impression counts per source: this worker's lists and the clicks on them.
     posteriors: SourcePosteriors = field(init=False)
     # The events agent binds this to its Faust table's local store (keys are user ids as bytes).
@@ -86,12 +147,21 @@ class Runtime:
         self.pools = PoolConfig(**self.settings.pools.model_dump())
         self.metrics = build_metrics(self.settings.metrics, self.registry, self.settings.worker.app_id)
         self.experiment = serving_experiment(self.settings.experiments)
+        missing = [v for v in pinned_versions(self.experiment) if v not in self.versions]
+        if missing:
+            raise ConfigError(f"experiment arms pin model versions {missing} that are not loaded")
         self.posteriors = SourcePosteriors(BetaPrior(*self.settings.serving.thompson_prior))
         self._build_funnels(None)
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
-        rt = cls(settings=settings, store=build_store(settings), clock=clock or SystemClock())
+        set_search_threads(settings.serving.faiss_threads)
+        rt = cls(
+            settings=settings,
+            store=build_store(settings),
+            clock=clock or SystemClock(),
+            versions=load_side_versions(settings),
+        )
         rt.use_model(load_champion(settings))
         return rt
 
@@ -99,6 +169,7 @@ class Runtime:
         """Swap the served model version (None: serve without one, flagged as fallback)."""
         self.model = loaded
         self.metrics.model_loaded(loaded.manifest.version if loaded is not None else None)
+        self._build_monitors(loaded)
         self.tower = SessionTower(loaded) if loaded is not None and "user_tower" in loaded.sessions else None
         if self.tower is not None and self.tower.max_len > self.features.last_n:
             # the tower was trained on up to max_len recent items; the state keeps fewer: a training-serving skew
@@ -108,33 +179,59 @@ class Runtime:
                 self.tower.max_len,
                 self.features.last_n,
             )
+        self.live_index, self.item_tower = live_parts(loaded)
         self._build_funnels(loaded)
+
+    def _build_monitors(self, loaded: LoadedVersion | None) -> None:
+        """Drift against the version's training reference and ANN recall sampling (no-ops with metrics off)."""
+        on = self.settings.metrics.enabled
+        reference = loaded.manifest.drift if loaded is not None and on else None
+        worker = self.settings.worker.app_id
+        self.drift = build_drift(self.settings.drift, reference, self.metrics, self.model_version, worker=worker)
+        index, ids = (loaded.index, loaded.item_ids) if loaded is not None else (None, ())
+        rate = self.settings.metrics.ann_recall_sample
+        self.recall = build_recall(index, ids, self.metrics, enabled=on, rate=rate, seed=self.settings.drift.seed)
 
     def _build_funnels(self, loaded: LoadedVersion | None) -> None:
         serving = self.settings.serving
 
-        def make(variant: Variant | None) -> Funnel:
+        def make(variant: Variant | None, pinned: str | None = None) -> Funnel:
             return build_funnel(
                 store=self.store,
                 pools=self.pools,
                 features=self.features,
-                loaded=loaded,
+                loaded=self.versions[pinned] if pinned is not None else loaded,
                 catalog=self.catalog,
                 config=funnel_config(serving, serving.max_k, variant),
+                own_vectors=pinned is not None,
+                recall=self.recall,
                 posteriors=self.posteriors,
                 ann_k=serving.ann_k,
+                live=self.live_index if pinned is None else None,
             )
 
         self.funnel = make(None)
         arms = self.experiment.variants if self.experiment is not None else ()
-        self.arm_funnels = {v.name: make(v) for v in arms}
+        self.arm_funnels = {v.name: make(v, v.model_version) for v in arms}
+        shadow = self.settings.models.shadow_version
+        self.shadow = make(None, shadow) if shadow is not None and shadow in self.versions else None
+
+    def arm_for(self, user_id: str) -> Arm:
+        """The funnel serving ``user_id``, the variant label recorded on responses and impressions, its pin."""
+        if self.experiment is None:
+            return Arm(self.funnel, "control")
+        arm = assign(self.experiment, user_id)
+        return Arm(self.arm_funnels[arm.name], variant_label(self.experiment, arm), arm.model_version)
 
     def funnel_for(self, user_id: str) -> tuple[Funnel, str]:
         """The funnel serving ``user_id`` and the variant label recorded on responses and impressions."""
-        if self.experiment is None:
-            return self.funnel, "control"
-        arm = assign(self.experiment, user_id)
-        return self.arm_funnels[arm.name], variant_label(self.experiment, arm)
+        arm = self.arm_for(user_id)
+        return arm.funnel, arm.variant
+
+    @property
+    def shadow_version(self) -> str | None:
+        """The challenger scored in shadow, when it is loaded."""
+        return self.settings.models.shadow_version if self.shadow is not None else None
 
     @property
     def model_version(self) -> str:

@@ -9,27 +9,37 @@ from typing import Any
 import faust
 
 from agents.dead_letters import DeadLetterSink
+from agents.funnel.pipeline import Funnel
 from agents.funnel.requests import Rejected, error_response, triage_request
 from agents.runtime import Runtime
+from agents.shadow import ShadowJob, ShadowScorer, sampled
 from state.errors import StoreError
 from streams.codec import encode
 from streams.errors import DecodeError
-from streams.records import ErrorCode, Impression, RecommendRequest, RecommendResponse
+from streams.records import ErrorCode, Impression, RecommendRequest, RecommendResponse, ShadowRecord
 
 log = logging.getLogger(__name__)
 
 
 async def answer(rt: Runtime, req: RecommendRequest, received: float) -> tuple[RecommendResponse, Impression]:
     """Run the four-stage funnel for one request; degraded answers carry ``fallback``."""
+    response, impression, _ = await answer_and_shadow(rt, req, received)
+    return response, impression
+
+
+async def answer_and_shadow(
+    rt: Runtime, req: RecommendRequest, received: float
+) -> tuple[RecommendResponse, Impression, ShadowJob | None]:
+    """:func:`answer`, plus the shadow job of the request when a challenger is loaded and the request sampled."""
     serving = rt.settings.serving
     budget = min(req.deadline_ms or serving.default_deadline_ms, serving.max_deadline_ms)
-    funnel, variant = rt.funnel_for(req.user_id)
-    result = await funnel.run(
-        req, rt.user_state(req.user_id), now=rt.clock.now(), budget_ms=budget, fallback_items=rt.popular
-    )
+    arm = rt.arm_for(req.user_id)
+    state = rt.user_state(req.user_id)
+    result = await arm.funnel.run(req, state, now=rt.clock.now(), budget_ms=budget, fallback_items=rt.popular)
     now = rt.clock.now()
     served_at = datetime.fromtimestamp(now, UTC)
-    version = "none" if {"no_ranker", "ranker_error"} & set(result.degraded) else rt.model_version
+    served = arm.pinned or rt.model_version
+    version = "none" if {"no_ranker", "ranker_error"} & set(result.degraded) else served
     # A user with no session vector yet (new user) is served from the pools by design, not degraded.
     degraded = [d for d in result.degraded if d != "user_vector"]
     response = RecommendResponse(
@@ -37,22 +47,48 @@ async def answer(rt: Runtime, req: RecommendRequest, received: float) -> tuple[R
         user_id=req.user_id,
         items=result.items,
         model_version=version,
-        variant=variant,
+        variant=arm.variant,
         fallback=bool(degraded) or len(result.items) < req.k,
         served_at=served_at,
         latency_ms=(now - received) * 1000.0,
         stage_ms={k: round(v, 3) for k, v in result.stage_ms.items()},
+        candidates=result.n_candidates,
+        ranked=result.n_ranked,
     )
     m = rt.metrics
     m.observe_stages(result.stage_ms)
     m.candidates(result.source_counts, result.source_errors)
     m.filter_drops(result.dropped)
     m.response((now - received), fallback_reasons=degraded if response.fallback else ())
+    rt.drift.record(result)
     rt.posteriors.served(req.correlation_id, [(it.item_id, it.source) for it in result.items])
     impression = result.impression(
         req.correlation_id, req.user_id, variant=response.variant, model_version=version, served_at=served_at
     )
-    return response, impression
+    job = None
+    shadowed = rt.shadow is not None and sampled(req.correlation_id, rt.settings.models.shadow_sample)
+    if shadowed and result.kept is not None and result.values is not None:
+        job = ShadowJob(req, state, result.kept, result.values, version, now)
+    return response, impression, job
+
+
+def shadow_scorer(app: faust.App, rt: Runtime) -> ShadowScorer | None:
+    """The worker's shadow scorer (a service of ``app``) when a challenger is loaded, else None."""
+    if rt.shadow is None:
+        return None
+    topic = app.topic(rt.topics.shadow)
+
+    async def send(record: ShadowRecord) -> None:
+        await topic.send(key=record.user_id.encode(), value=encode(record))
+
+    def challenger() -> tuple[str, Funnel] | None:
+        version, funnel = rt.shadow_version, rt.shadow
+        return (version, funnel) if version is not None and funnel is not None else None
+
+    models = rt.settings.models
+    scorer = ShadowScorer(challenger, send, rt.metrics, k=models.shadow_k, capacity=models.shadow_queue)
+    app.add_dependency(scorer)
+    return scorer
 
 
 def register(app: faust.App, rt: Runtime) -> None:
@@ -60,6 +96,7 @@ def register(app: faust.App, rt: Runtime) -> None:
     requests = app.topic(rt.topics.rec_requests)
     impressions = app.topic(rt.topics.impressions)
     dead = DeadLetterSink(app, rt)
+    scorer = shadow_scorer(app, rt)
     replies: dict[str, Any] = {}
 
     def reply_topic(name: str | None) -> Any:
@@ -88,26 +125,28 @@ def register(app: faust.App, rt: Runtime) -> None:
             except DecodeError as exc:
                 await dead.send(exc, msg)
                 continue
-            impression = None
+            impression, job = None, None
             if isinstance(triaged, Rejected):
                 response, reply_to = triaged.response, triaged.reply_to
                 code = triaged.response.error.code.value if triaged.response.error else None
                 rt.metrics.response(rt.clock.now() - received, error_code=code)
             else:
-                response, impression = await _answer_safely(rt, triaged, received)
+                response, impression, job = await _answer_safely(rt, triaged, received)
                 reply_to = triaged.reply_to
             await reply_topic(reply_to).send(key=response.correlation_id.encode(), value=encode(response))
             if impression is not None:
                 await impressions.send(
                     key=response.user_id.encode() if response.user_id else None, value=encode(impression)
                 )
+            if job is not None and scorer is not None:
+                scorer.submit(job)  # after the reply: the challenger never delays an answer
 
 
 async def _answer_safely(
     rt: Runtime, req: RecommendRequest, received: float
-) -> tuple[RecommendResponse, Impression | None]:
+) -> tuple[RecommendResponse, Impression | None, ShadowJob | None]:
     try:
-        return await answer(rt, req, received)
+        return await answer_and_shadow(rt, req, received)
     except Exception as exc:  # the edge: every request gets a reply, the failure is logged
         log.exception("answering %s failed", req.correlation_id)
         rt.metrics.response(rt.clock.now() - received, error_code=ErrorCode.INTERNAL.value)
@@ -119,4 +158,4 @@ async def _answer_safely(
             started=received,
             now=rt.clock.now(),
         )
-        return resp, None
+        return resp, None, None

@@ -5,21 +5,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from agents.ann_recall import RecallSampler, SampledAnnSource
 from agents.funnel.candidates import CandidateSource
 from agents.funnel.embeddings import ItemVectors
 from agents.funnel.filters import FilterConfig
 from agents.funnel.hydrate import HydrationPlan
 from agents.funnel.ordering import OrderingConfig
-from agents.funnel.pipeline import DEFAULT_QUOTAS, Funnel, FunnelConfig
+from agents.funnel.pipeline import F32, Embed, Funnel, FunnelConfig
 from agents.funnel.scoring import OnnxRanker, Ranker, ValueConfig
 from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolSource
 from agents.funnel.thompson import SourcePosteriors
 from state.features import FeatureConfig
 from state.items import ItemRecord
+from state.live_index import LiveIndex
 from state.pools import PoolConfig
 from state.registry import LoadedVersion
+from state.session_tower import SessionTower
 from state.store import OnlineFeatureStore
-from streams.errors import ConfigError
+from state.user_state import UserState
+from state.vectors import decode_vector, encode_vector
 from streams.settings import Experiment, ExperimentSettings, ServingSettings, Variant
 
 log = logging.getLogger(__name__)
@@ -43,12 +47,27 @@ def model_parts(loaded: LoadedVersion | None) -> tuple[Ranker | None, HydrationP
 
 
 def sources(
-    store: OnlineFeatureStore, pools: PoolConfig, loaded: LoadedVersion | None, ann_k: int = 300
+    store: OnlineFeatureStore,
+    pools: PoolConfig,
+    loaded: LoadedVersion | None,
+    recall: RecallSampler | None = None,
+    *,
+    ann_k: int = 300,
+    live: LiveIndex | None = None,
 ) -> list[CandidateSource]:
-    """Retrieval channels: ANN over the version's item index (when there is one), co-visitation and the pools."""
+    """Retrieval channels: ANN over the version's item index (when there is one), co-visitation and the pools.
+
+    With ``recall``, the ANN source's searches are offered to it (recall sampled against exact search). With
+    ``live`` (the version's index that new catalog items join) ANN searches it and its growing id list.
+    """
     out: list[CandidateSource] = []
-    if loaded is not None and loaded.index is not None:
-        out.append(AnnSource(loaded.index, loaded.item_ids, k=ann_k))
+    ann: AnnSource | None = None
+    if live is not None:
+        ann = AnnSource(live.index, live.item_ids, k=ann_k)
+    elif loaded is not None and loaded.index is not None:
+        ann = AnnSource(loaded.index, loaded.item_ids, k=ann_k)
+    if ann is not None:
+        out.append(SampledAnnSource(ann, recall) if recall is not None else ann)
     out.append(CovisitSource(store, pools))
     out += [
         CachedPool(PoolSource(store, kind, pools), ttl_s=1.0) for kind in ("trending", "fresh", "popular", "category")
@@ -71,7 +90,9 @@ def funnel_config(serving: ServingSettings, max_k: int, variant: Variant | None 
             policy=serving.exploration_policy,
             allowed_policies=serving.allowed_policies,
         ),
-        quotas={**DEFAULT_QUOTAS, "ann": max(DEFAULT_QUOTAS["ann"], serving.ann_k)},
+        precomputed_within_ms=serving.precomputed_within_ms,
+        # the ANN source's whole answer takes part in the merge (a smaller quota would cut what ann_k asked for)
+        quotas={**serving.source_quotas, "ann": max(serving.source_quotas.get("ann", 0), serving.ann_k)},
         catalog_first=True,
     )
 
@@ -79,20 +100,41 @@ def funnel_config(serving: ServingSettings, max_k: int, variant: Variant | None 
 def serving_experiment(experiments: ExperimentSettings) -> Experiment | None:
     """The experiment whose arms change serving: the first enabled one (one at a time, by design for now).
 
-    Arms may change the value formula and ordering knobs; an arm naming another model version is refused
-    at start-up, since a worker serves one version (the champion) at a time.
+    Arms may change the value formula and ordering knobs, and pin a model version (the worker loads it
+    beside the champion at start-up).
     """
     active = [e for e in experiments.active if e.enabled]
-    if not active:
+    return active[0] if active else None
+
+
+def pinned_versions(experiment: Experiment | None) -> tuple[str, ...]:
+    """Model versions the arms of ``experiment`` pin, in arm order, each once.
+
+    >>> from streams.settings import Variant
+    >>> exp = Experiment(name="m", variants=(Variant(name="a", share=0.5, model_version="v2"),
+    ...                                      Variant(name="b", share=0.5)))
+    >>> pinned_versions(exp), pinned_versions(None)
+    (('v2',), ())
+    """
+    if experiment is None:
+        return ()
+    return tuple(dict.fromkeys(v.model_version for v in experiment.variants if v.model_version is not None))
+
+
+def session_embedder(loaded: LoadedVersion) -> Embed | None:
+    """The version's own session vector of a user, from the state (None: no user tower, or no known item).
+
+    Rounded as the online store keeps vectors, so the version sees what it would read there as champion.
+    """
+    if "user_tower" not in loaded.sessions:
         return None
-    exp = active[0]
-    pinned = [v.name for v in exp.variants if v.model_version is not None]
-    if pinned:
-        raise ConfigError(
-            f"experiment {exp.name!r}: arms {pinned} pin a model version, which workers do not "
-            "support yet (they serve the registry champion); vary value_formula, mmr_lambda or epsilon"
-        )
-    return exp
+    tower = SessionTower(loaded)
+
+    def embed(state: UserState) -> F32 | None:
+        vec = tower.embed([state]).get(state.user_id)
+        return None if vec is None else decode_vector(encode_vector(vec))
+
+    return embed
 
 
 def build_funnel(
@@ -103,21 +145,29 @@ def build_funnel(
     loaded: LoadedVersion | None,
     catalog: Mapping[str, ItemRecord],
     config: FunnelConfig | None = None,
+    own_vectors: bool = False,
+    recall: RecallSampler | None = None,
     posteriors: SourcePosteriors | None = None,
     ann_k: int = 300,
+    live: LiveIndex | None = None,
 ) -> Funnel:
-    """The funnel a worker serves with; ``Funnel.set_model`` swaps versions later."""
+    """The funnel a worker serves with; ``Funnel.set_model`` swaps versions later.
+
+    ``own_vectors``: embed sessions with this version's user tower per request (a version other than the
+    champion, whose vectors are the ones in the store).
+    """
     ranker, plan, vectors = model_parts(loaded)
     if loaded is not None and ranker is None:
         log.warning("model %s has no ranker: serving in its two-tower score order", loaded.manifest.version)
     return Funnel(
         config or FunnelConfig(catalog_first=True),
         store,
-        sources(store, pools, loaded, ann_k),
+        sources(store, pools, loaded, recall, ann_k=ann_k, live=live),
         ranker=ranker,
         plan=plan,
         vectors=vectors,
         features=features,
         catalog=catalog,
+        embed=session_embedder(loaded) if own_vectors and loaded is not None else None,
         posteriors=posteriors,
     )

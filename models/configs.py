@@ -8,18 +8,21 @@ from models.errors import ModelError
 from models.ranker import RankerConfig
 from models.two_tower import TwoTowerConfig
 
-ConfigName = Literal["default", "long", "tiny"]
+ConfigName = Literal["default", "long", "tiny", "untrained"]
 
 TWO_TOWER: dict[str, TwoTowerConfig] = {
     # ~3.5 s per epoch on 2 CPU cores for ML-100K: 60 epochs stay under the 5-minute budget.
     "default": TwoTowerConfig(epochs=60),
     "long": TwoTowerConfig(epochs=200, max_len=100, window_stride=50),
     "tiny": TwoTowerConfig(dim=16, max_len=10, window_stride=10, n_layers=1, n_heads=1, epochs=3, batch_size=64),
+    # Random weights in the tiny shape: a deliberately weak version (closed-loop runs, lifecycle tests).
+    "untrained": TwoTowerConfig(dim=16, max_len=10, window_stride=10, n_layers=1, n_heads=1, epochs=0, batch_size=64),
 }
 RANKER: dict[str, RankerConfig] = {
     "default": RankerConfig(),
     "long": RankerConfig(epochs=60, n_experts=4),
     "tiny": RankerConfig(hidden=16, tower=8, epochs=3),
+    "untrained": RankerConfig(hidden=16, tower=8, epochs=0),
 }
 
 

@@ -113,6 +113,7 @@ class ItemContent:
     n_brands: int
     price_bucket: IntArray  # 0 = unknown
     age_bucket: IntArray  # 0 = unknown
+    brand_names: tuple[str, ...] = ()  # brand index i + 1 is brand_names[i] (empty: no brand vocabulary)
 
 
 @dataclass(frozen=True)

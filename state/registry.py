@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from models.drift import DriftReference
 from models.errors import RegistryError
 from models.spec import FeatureSpec, OnnxSpec
 from state.ann import AnnIndex, load_index
@@ -22,6 +24,8 @@ from state.ann import AnnIndex, load_index
 MANIFEST = "manifest.json"
 SPEC_FILE = "feature_spec.json"
 CHAMPION = "CHAMPION"
+DRIFT_FILE = "drift_reference.json"
+"""Optional file of a staging directory: the training window's :class:`DriftReference`, kept in the manifest."""
 
 
 class FileEntry(BaseModel):
@@ -44,6 +48,7 @@ class Manifest(BaseModel):
     data_window: dict[str, Any]
     config: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, FileEntry]
+    drift: DriftReference | None = Field(default=None, description="training-window histograms; older versions lack it")
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,10 @@ class ModelRegistry(Protocol):
         config: dict[str, Any] | None = None,
         primary_metric: str = "ndcg@10",
     ) -> Manifest:
-        """Copy ``staging`` (which holds ``feature_spec.json`` and every file it names) into a new version."""
+        """Copy ``staging`` (which holds ``feature_spec.json`` and every file it names) into a new version.
+
+        A ``drift_reference.json`` in ``staging`` becomes the manifest's ``drift`` field.
+        """
         ...
 
     def list(self) -> list[Manifest]:
@@ -91,6 +99,10 @@ class ModelRegistry(Protocol):
 
     def promote(self, version: str, force: bool = False) -> None:
         """Make ``version`` champion; refuses a lower primary metric on the same split unless ``force``."""
+        ...
+
+    def retire(self, version: str) -> None:
+        """Stop ``version`` being champion (serving continues without a model); refuses any other version."""
         ...
 
 
@@ -219,6 +231,7 @@ class FileRegistry:
             data_window=data_window,
             config=config or {},
             files=files,
+            drift=_read_drift(staging / DRIFT_FILE),
         )
         _atomic_write(self._versions / version / MANIFEST, manifest.model_dump_json(indent=2))
         return manifest
@@ -309,6 +322,33 @@ class FileRegistry:
                     f"on {champ.split} (use force to override)"
                 )
         _atomic_write(self.root / CHAMPION, version + "\n")
+
+    def retire(self, version: str) -> None:
+        current = self.champion()
+        if current != version:
+            raise RegistryError(f"retire {version}: it is not the champion (the champion is {current})")
+        (self.root / CHAMPION).unlink(missing_ok=True)
+
+
+def warm_up(loaded: LoadedVersion) -> None:
+    """Run every graph once on a default-shaped batch, so the first real request pays no lazy init."""
+    for role, session in loaded.sessions.items():
+        graph = loaded.spec.graphs[role]
+        feeds = {}
+        for t in graph.inputs:
+            shape = [2 if d is None else int(d) for d in t.shape]
+            dtype = np.int64 if t.dtype == "int64" else np.float32
+            feeds[t.name] = np.full(shape, -1 if dtype is np.int64 else 0, dtype=dtype)
+        session.run(None, feeds)
+
+
+def _read_drift(path: Path) -> DriftReference | None:
+    if not path.is_file():
+        return None
+    try:
+        return DriftReference.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        raise RegistryError(f"{path}: invalid drift reference: {exc.errors()[0]['msg']}") from None
 
 
 def _read_ids(path: Path) -> tuple[str, ...]:

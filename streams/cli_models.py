@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from streams.records import ModelAction
+
 console = Console()
 DEFAULT_ML100K = Path("../shared/data/ml-100k")
 REGISTRY_HELP = "registry directory (defaults to STREAMREC_MODELS__REGISTRY_DIR)"
@@ -150,12 +152,41 @@ def models_show(version: str, registry: Annotated[Optional[Path], typer.Option(h
     console.print_json(manifest.model_dump_json())
 
 
+UNPUBLISHED_EXIT = 2
+
+
+def announce(version: str, action: ModelAction) -> None:
+    """Publish the registry change on the model-updates topic; exit 2 (the change stands) when Kafka is unreachable."""
+    import asyncio
+    import time
+
+    from streams.errors import InfraError
+    from streams.model_updates import model_update, publish_update
+    from streams.settings import load_settings
+
+    settings = load_settings()
+    try:
+        update = model_update(version, action, time.time())
+        asyncio.run(publish_update(settings.kafka, update, settings.models.updates_timeout_s))
+    except InfraError as exc:
+        console.print(
+            f"[yellow]warning:[/] the registry change stands, but workers were not told: {exc}. "
+            f"They pick it up at their next registry poll (every {settings.models.poll_interval_s:g} s)."
+        )
+        raise typer.Exit(code=UNPUBLISHED_EXIT) from exc
+    console.print(f"announced {action} {version} on the model-updates topic")
+
+
 def models_promote(
     version: str,
     force: Annotated[bool, typer.Option(help="promote even if the primary metric regresses")] = False,
     registry: Annotated[Optional[Path], typer.Option(help=REGISTRY_HELP)] = None,
+    publish: Annotated[bool, typer.Option(help="announce it on the model-updates topic")] = True,
 ) -> None:
-    """Make a version the champion; refuses a regression against the current champion unless --force."""
+    """Make a version the champion and announce it to the workers; refuses a regression unless --force.
+
+    Exit codes: 0 done, 1 refused (nothing changed), 2 champion changed but Kafka unreachable.
+    """
     from models.errors import ModelError
     from state.registry import FileRegistry
 
@@ -164,6 +195,26 @@ def models_promote(
     except ModelError as exc:
         raise _fail(exc) from exc
     console.print(f"champion is now {version}")
+    if publish:
+        announce(version, "promote")
+
+
+def models_retire(
+    version: str,
+    registry: Annotated[Optional[Path], typer.Option(help=REGISTRY_HELP)] = None,
+    publish: Annotated[bool, typer.Option(help="announce it on the model-updates topic")] = True,
+) -> None:
+    """Retire the champion (workers then serve without a model, flagged fallback) and announce it."""
+    from models.errors import ModelError
+    from state.registry import FileRegistry
+
+    try:
+        FileRegistry(_registry_dir(registry)).retire(version)
+    except ModelError as exc:
+        raise _fail(exc) from exc
+    console.print(f"{version} retired; there is no champion")
+    if publish:
+        announce(version, "retire")
 
 
 def bench_ann_cmd(
@@ -209,6 +260,7 @@ def register(app: typer.Typer, bench_app: typer.Typer | None = None) -> None:
     models_app.command("list")(models_list)
     models_app.command("show")(models_show)
     models_app.command("promote")(models_promote)
+    models_app.command("retire")(models_retire)
     app.add_typer(models_app, name="models")
     if bench_app is None:
         bench_app = typer.Typer(help="Benchmarks that write JSON.", no_args_is_help=True)

@@ -104,6 +104,8 @@ class RecommendResponse(_Record):
     served_at: datetime
     latency_ms: float = 0.0
     stage_ms: dict[str, float] = Field(default_factory=dict, description="time per funnel stage (diagnostics)")
+    candidates: int = Field(default=0, ge=0, description="candidates after merging the sources (diagnostics)")
+    ranked: int = Field(default=0, ge=0, description="candidates left after the hard filters (diagnostics)")
 
 
 class DeadLetter(_Record):
@@ -139,3 +141,44 @@ class Impression(_Record):
     features: list[list[float]] = Field(default_factory=list)
     fallback: bool = False
     served_at: AwareDatetime
+
+
+ModelAction = Literal["promote", "retire"]
+
+
+class ModelUpdate(_Record):
+    """A registry change announced on the ``model-updates`` control topic; every worker reads every one.
+
+    The registry stays the source of truth: a worker that receives ``promote`` loads the registry's
+    champion now instead of at its next poll, and ``retire`` makes it re-read the champion (none: serve
+    without a model).
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    version: Id
+    action: ModelAction
+    ts: AwareDatetime
+
+
+class ShadowRecord(_Record):
+    """How a challenger version would have ranked one request's candidates, beside the champion that served it.
+
+    ``champion_top`` / ``challenger_top`` are the top-k by each model's value over the same filtered
+    candidates; ``score_deltas[j]`` is challenger minus champion value of ``champion_top[j]``;
+    ``rank_correlation`` is Spearman's rho over every candidate.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    correlation_id: str
+    user_id: str
+    champion_version: str
+    challenger_version: str
+    k: int
+    n_candidates: int
+    champion_top: list[str]
+    challenger_top: list[str]
+    overlap_at_k: float
+    rank_correlation: float | None = None
+    score_deltas: list[float]
+    mean_abs_delta: float
+    ts: AwareDatetime

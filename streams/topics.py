@@ -14,6 +14,7 @@ REC_RESPONSES: Final = "rec-responses"
 DEAD_LETTERS: Final = "dead-letters"
 IMPRESSIONS: Final = "impressions"
 MODEL_UPDATES: Final = "model-updates"
+SHADOW: Final = "shadow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class TopicNames:
     dead_letters: str
     impressions: str
     model_updates: str
+    shadow: str
 
 
 def topic_names(kafka: KafkaSettings) -> TopicNames:
@@ -49,6 +51,7 @@ def topic_names(kafka: KafkaSettings) -> TopicNames:
         dead_letters=p + DEAD_LETTERS,
         impressions=p + IMPRESSIONS,
         model_updates=p + MODEL_UPDATES,
+        shadow=p + SHADOW,
     )
 
 
@@ -67,5 +70,7 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
         TopicSpec(t.items, n, rf, (("cleanup.policy", "compact"),)),
         TopicSpec(t.dead_letters, 1, rf, (week,)),
         TopicSpec(t.impressions, n, rf, (week,)),
-        TopicSpec(t.model_updates, 1, rf, ()),
+        # One partition: updates are totally ordered; every worker reads all of it without a group.
+        TopicSpec(t.model_updates, 1, rf, (week,)),
+        TopicSpec(t.shadow, n, rf, (week,)),
     ]

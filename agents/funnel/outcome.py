@@ -8,6 +8,7 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
+from agents.funnel.filters import Filtered
 from agents.funnel.ordering import Knobs
 from streams.records import Impression, RecItem
 
@@ -35,6 +36,9 @@ class FunnelResult:
     degraded: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
     n_candidates: int = 0
+    kept: Filtered | None = None  # the filtered candidates, for shadow scoring of the same list
+    values: npt.NDArray[np.float64] | None = None  # the model's value of each kept candidate (None: unranked)
+    n_ranked: int = 0
 
     @property
     def fallback(self) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +30,16 @@ def isolated(settings: Settings, tag: str, **worker: Any) -> Settings:
     redis = settings.redis.model_copy(update={"key_prefix": run})
     metrics = settings.metrics.model_copy(update={"port": 0})  # a free port: several workers may run at once
     return settings.model_copy(update={"kafka": kafka, "worker": w, "redis": redis, "metrics": metrics})
+
+
+def private_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    """A throwaway Redis the benchmark may kill (never the shared one)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    exe = shutil.which("redis-server") or "redis-server"
+    return subprocess.Popen(  # noqa: S603 - fixed arguments
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def summarize_ms(samples: Sequence[float]) -> dict[str, float]:
@@ -86,6 +98,20 @@ class WorkerProcess:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU the worker has used so far (Linux ``/proc``; None elsewhere or once exited).
+
+        On a machine shared with other work, events per CPU-second is the worker's capacity; events
+        per wall-second is only what it got of the cores.
+        """
+        if self.proc is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -91,11 +92,17 @@ def test_experiment_arms_are_assigned_per_user_and_recorded_on_responses(monkeyp
     assert rt.arm_funnels["control"].config.value.formula == settings.serving.value_formula
 
 
-def test_model_version_arms_are_refused_at_start_up() -> None:
+def test_arms_pinning_a_version_that_is_not_loaded_are_refused_at_start_up(tmp_path: Path) -> None:
     arms = [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "model_version": "v0002"}]
-    settings = load_settings(worker={"store": "memory"}, experiments={"active": [{"name": "m", "variants": arms}]})
-    with pytest.raises(ConfigError, match="pin a model version"):
+    settings = load_settings(
+        worker={"store": "memory"},
+        experiments={"active": [{"name": "m", "variants": arms}]},
+        models={"registry_dir": tmp_path},
+    )
+    with pytest.raises(ConfigError, match=r"pin model versions \['v0002'\] that are not loaded"):
         Runtime(settings=settings, store=MemoryFeatureStore())
+    with pytest.raises(ConfigError, match="arm pins model v0002, which cannot be loaded"):
+        Runtime.build(settings)
 
 
 async def test_clicks_on_a_served_list_update_the_thompson_posteriors(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,21 +119,6 @@ def brand_vocabulary(brands: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted({b for b in brands if b}))
 
 
-def world_content(ids: Sequence[str], latest: Mapping[str, ItemUpdate], now: float) -> ItemContent:
-    """Tower inputs of the trained items (index = position in ``ids``) from their last catalog updates.
-
-    Items without a catalog record get ``unknown`` content, as in training (``models.simlog``).
-    """
-    rows = [latest.get(i) for i in ids]
-    return ItemContent(
-        item_idx=np.arange(len(ids), dtype=np.int64),
-        category=[u.category if u else "unknown" for u in rows],
-        brand=[u.brand if u else "" for u in rows],
-        price=np.array([u.price if u else np.nan for u in rows], np.float64),
-        age_days=np.array([(now - u.created_at.timestamp()) / DAY_S if u else np.nan for u in rows], np.float64),
-    )
-
-
 def extra_content(cols: CatalogColumns, now: float) -> ItemContent:
     """Tower inputs of items the model never saw (``item_idx = -1``: content only)."""
     return ItemContent(
@@ -142,16 +127,6 @@ def extra_content(cols: CatalogColumns, now: float) -> ItemContent:
         brand=[cols.brand_names[b] for b in cols.brand.tolist()],
         price=cols.price,
         age_days=(now - cols.created_at) / DAY_S,
-    )
-
-
-def concat_content(parts: Sequence[ItemContent]) -> ItemContent:
-    return ItemContent(
-        item_idx=np.concatenate([p.item_idx for p in parts]),
-        category=[c for p in parts for c in p.category],
-        brand=[b for p in parts for b in p.brand],
-        price=np.concatenate([p.price for p in parts]),
-        age_days=np.concatenate([p.age_days for p in parts]),
     )
 
 
@@ -180,11 +155,9 @@ async def build_big_catalog(
     base_ids = FileRegistry(reg_dir).load(base).item_ids
     now, t0 = time.time(), time.perf_counter()
     cols = extend_catalog(world_items, n_items - len(base_ids), now=now, seed=seed)
-    latest = parse_catalog(catalog_lines)
-    content = concat_content([world_content(base_ids, latest, now), extra_content(cols, now)])
+    brands = brand_vocabulary([u.brand for u in parse_catalog(catalog_lines).values()])
     generated = time.perf_counter() - t0
-    brands = brand_vocabulary([u.brand for u in latest.values()])
-    built = await asyncio.to_thread(reindex_version, reg_dir, base, base_ids + cols.ids, content, brands)
+    built = await asyncio.to_thread(reindex_version, reg_dir, base, cols.ids, extra_content(cols, now), brands)
     store = build_store(settings)
     try:
         written = await write_catalog(store, cols)
@@ -194,7 +167,12 @@ async def build_big_catalog(
         "items": built.items,
         "trained_items": len(base_ids),
         "version": built.version,
-        "index": {"kind": "ivf", "nlist": built.nlist, "nprobe": built.nprobe},
+        "index": {
+            "kind": "ivf",
+            "nlist": built.nlist,
+            "nprobe": built.nprobe,
+            f"recall_at_{built.recall_k}": built.recall,
+        },
         "generate_s": round(generated, 2),
         "embed_s": built.embed_seconds,
         "index_s": built.index_seconds,

@@ -128,13 +128,13 @@ class ServeLoad:
         return self.items > self.world_items
 
     def serving(self, serving: ServingSettings) -> ServingSettings:
-        """Serving settings producing about ``candidates`` merged candidates (ANN fills what pools leave)."""
+        """Serving settings producing ``candidates`` merged candidates: ANN asks for three quarters of them,
+        the pools and co-visitation (up to ``source_quotas``) fill the rest, the merge cuts at the limit."""
         if self.candidates is None:
             return serving
-        quotas = {**serving.source_quotas, "ann": self.candidates}
-        return serving.model_copy(
-            update={"candidate_limit": self.candidates, "ann_k": self.candidates, "source_quotas": quotas}
-        )
+        ann = max(1, self.candidates * 3 // 4)
+        quotas = {**serving.source_quotas, "ann": ann}
+        return serving.model_copy(update={"candidate_limit": self.candidates, "ann_k": ann, "source_quotas": quotas})
 
     def user_of(self, i: int) -> str:
         """The i-th request's user: a fixed stride through the simulated users."""
@@ -222,6 +222,8 @@ async def run_serve(base: Settings, load: ServeLoad, *, logs: Path, train: str |
         "simulated_items": load.simulated_items,
         "candidate_limit": settings.serving.candidate_limit,
         "ann_k": settings.serving.ann_k,
+        "concurrency": settings.serving.concurrency,
+        "faiss_threads": settings.serving.faiss_threads,
         "model": train or "none",
         **res,
         "worker_memory": memory,

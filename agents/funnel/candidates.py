@@ -135,7 +135,7 @@ def merge_sources(
         for j, lo, n in zip(several.tolist(), at[several].tolist(), many[several].tolist(), strict=True):
             sources[j], ranks[j] = tuple(src_all[lo : lo + n]), tuple(rank_all[lo : lo + n])
     rows = zip(map(items.__getitem__, kept.tolist()), sources, ranks, fused[kept].tolist(), strict=True)
-    return list(map(partial(tuple.__new__, Candidate), rows))  # type: ignore[arg-type]
+    return list(map(partial(tuple.__new__, Candidate), rows))
 
 
 _first = itemgetter(0)

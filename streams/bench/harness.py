@@ -143,3 +143,12 @@ def user_ids(lines: Sequence[bytes]) -> list[str]:
     ['u1', 'u2']
     """
     return sorted({line.split(b'"user_id":"', 1)[1].split(b'"', 1)[0].decode() for line in lines})
+
+
+def engaged_users(lines: Sequence[bytes]) -> list[str]:
+    """The distinct users with at least one event other than an impression (those have a session vector).
+
+    >>> engaged_users([b'{"type":"impression","user_id":"u1"}', b'{"type":"click","user_id":"u2"}'])
+    ['u2']
+    """
+    return user_ids([line for line in lines if b'"type":"impression"' not in line])

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from agents.experiments import assign, variant_label
 from agents.funnel.pipeline import Funnel
 from agents.serving_setup import build_funnel, funnel_config, serving_experiment
+from state.catalog_table import CatalogTable
 from state.features import FeatureConfig, UserState, decode_state
 from state.items import ItemRecord
 from state.pools import PoolConfig
@@ -73,7 +74,7 @@ class Runtime:
     features: FeatureConfig = field(init=False)
     pools: PoolConfig = field(init=False)
     popular: list[tuple[str, float]] = field(default_factory=list)
-    catalog: dict[str, ItemRecord] = field(default_factory=dict)
+    catalog: MutableMapping[str, ItemRecord] = field(default_factory=CatalogTable)
     model: LoadedVersion | None = None
     tower: SessionTower | None = None
     funnel: Funnel = field(init=False)

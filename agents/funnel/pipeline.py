@@ -38,6 +38,7 @@ from agents.funnel.ordering import (
 from agents.funnel.outcome import FunnelResult
 from agents.funnel.scoring import Ranker, ValueConfig
 from agents.funnel.sources import StaticSource, strongest_categories
+from state.catalog_table import CatalogTable
 from state.feature_config import FeatureConfig
 from state.features import category_affinity
 from state.item_columns import ItemColumns
@@ -238,11 +239,10 @@ class Funnel:
 
     async def _records(self, item_ids: list[str], run: _Run) -> ItemColumns:
         ask = list(range(len(item_ids)))
-        local: list[ItemRecord | None] = []
+        cols = ItemColumns.empty(item_ids)
         if self.config.catalog_first:
-            local = [self.catalog.get(i) for i in item_ids]
-            ask = [j for j, r in enumerate(local) if r is None]
-        cols = ItemColumns.from_records(item_ids, local) if local else ItemColumns.empty(item_ids)
+            cols = self._local_columns(item_ids)
+            ask = np.flatnonzero(~cols.known).tolist()
         try:
             got = await self.store.read_item_columns([item_ids[j] for j in ask]) if ask else None
         except StreamrecError:
@@ -253,6 +253,11 @@ class Funnel:
             cols.fill(ask, got)
         run.lap("items")
         return cols
+
+    def _local_columns(self, item_ids: list[str]) -> ItemColumns:
+        if isinstance(self.catalog, CatalogTable):
+            return self.catalog.columns(item_ids)
+        return ItemColumns.from_records(item_ids, [self.catalog.get(i) for i in item_ids])
 
     def _score(
         self,

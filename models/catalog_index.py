@@ -24,6 +24,8 @@ from models.data import N_AGE_BUCKETS, N_PRICE_BUCKETS
 from models.errors import ModelError
 from models.spec import FeatureSpec
 
+#: ``data_window`` key of a re-indexed version: how many leading item ids the user tower was trained on.
+TOWER_ITEMS = "tower_items"
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -150,13 +152,16 @@ def reindex_version(
     faiss.omp_set_num_threads(1)
     indexed = time.perf_counter()
     recall = ivf_recall(index, vectors, k=recall_k)
-    new = _publish(reg, base, index, ids, {"kind": "ivf", "nlist": nlist, "nprobe": nprobe})
+    tower_items = int(loaded.manifest.data_window.get(TOWER_ITEMS, len(loaded.item_ids)))
+    new = _publish(
+        reg, base, index, ids, params={"kind": "ivf", "nlist": nlist, "nprobe": nprobe}, tower_items=tower_items
+    )
     return Reindexed(
         new, len(ids), round(embedded - started, 2), round(indexed - embedded, 2), nlist, nprobe, recall, recall_k
     )
 
 
-def _publish(reg: Any, base: str, index: Any, ids: Sequence[str], params: dict[str, Any]) -> str:
+def _publish(reg: Any, base: str, index: Any, ids: Sequence[str], *, params: dict[str, Any], tower_items: int) -> str:
     manifest, spec = reg.verify(base)
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp)
@@ -164,7 +169,7 @@ def _publish(reg: Any, base: str, index: Any, ids: Sequence[str], params: dict[s
             shutil.copy2(reg.root / "versions" / base / name, staging / name)
         index.save(staging / spec.index_file)
         (staging / spec.item_ids_file).write_text(json.dumps(list(ids)), encoding="utf-8")
-        window = {**manifest.data_window, "catalog_items": len(ids), "reindexed_from": base}
+        window = {**manifest.data_window, "catalog_items": len(ids), "reindexed_from": base, TOWER_ITEMS: tower_items}
         new = reg.publish(
             staging,
             split=manifest.split,

@@ -78,4 +78,13 @@ def test_reindexed_version_covers_the_catalog_and_keeps_trained_embeddings(regis
     assert 0.0 <= built.recall <= 1.0
     manifest = reg.get(built.version)
     assert manifest.data_window["catalog_items"] == built.items and manifest.data_window["reindexed_from"] == base
+    # the session tower knows only the trained items: a long-tail item in a session is skipped, never indexed
+    from state.features import new_user_state
+    from state.session_tower import SessionTower
+
+    state = new_user_state("u")
+    state.last_n.extend([(1, 1, old.item_ids[0]), (2, 1, extra.ids[0])])
+    seq, rows = SessionTower(new).sequences([state])
+    assert rows == [0] and seq[0, -1] == 0 and (seq[0, :-1] == -1).all()
+    assert SessionTower(new).embed([state])["u"].shape == (new.index.dim,)  # type: ignore[union-attr]
     assert json.loads((root / "versions" / built.version / new.spec.item_ids_file).read_text())[-1] == "i1499"  # type: ignore[operator]

@@ -6,7 +6,7 @@ import asyncio
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -170,8 +170,8 @@ class Funnel:
         run = _Run(self.timer, self.timer(), budget_ms)
         cons = Constraints.from_request(request.exclude, request.context)
         knobs = resolve_knobs(request.k, request.context, self.config.ordering)
-        ctx = await self._context(request.user_id, state, now, cons, run)
-        lists, counts, errors = await self._retrieve(ctx, fallback_items, run)
+        ctx = self._context(request.user_id, state, now, cons, run)
+        lists, counts, errors, ctx = await self._retrieve(ctx, fallback_items, run)
         cands = merge_sources(lists, self.config.quotas, self.config.candidate_limit)
         run.lap("merge")
         records = await self._records([c.item_id for c in cands], run)
@@ -202,26 +202,38 @@ class Funnel:
             n_ranked=len(kept.kept),
         )
 
-    async def _context(
+    def _context(
         self, user_id: str, state: UserState | None, now: float, cons: Constraints, run: _Run
     ) -> RetrievalContext:
-        vec = None
-        if state is not None and self.vectors is not None:
-            try:
-                vec = await self.store.read_user_vector(user_id)
-            except StreamrecError:
-                run.degraded.append("user_vector")
         cats: tuple[str, ...] = (cons.category,) if cons.category else ()
         if state is not None and self.config.user_categories:
             strong = strongest_categories(category_affinity(state, now, self.features), self.config.user_categories)
             cats += tuple(c for c in strong if c not in cats)
         run.lap("context")
-        return RetrievalContext(user_id, state, now, vec, cats, cons.exclude)
+        return RetrievalContext(user_id, state, now, None, cats, cons.exclude)
+
+    async def _user_vector(self, ctx: RetrievalContext, run: _Run) -> npt.NDArray[np.float32] | None:
+        if ctx.state is None or self.vectors is None:
+            return None
+        try:
+            return await self.store.read_user_vector(ctx.user_id)
+        except StreamrecError:
+            run.degraded.append("user_vector")
+            return None
 
     async def _retrieve(
         self, ctx: RetrievalContext, fallback_items: Sequence[tuple[str, float]], run: _Run
-    ) -> tuple[dict[str, Scored], dict[str, int], dict[str, int]]:
-        got = await asyncio.gather(*(s.fetch(ctx) for s in self.sources), return_exceptions=True)
+    ) -> tuple[dict[str, Scored], dict[str, int], dict[str, int], RetrievalContext]:
+        """Every source at once; the session vector is read alongside the sources that do not need it
+        (``uses_vector`` false), so its round trip overlaps theirs. Returns the context with the vector."""
+        vector = asyncio.ensure_future(self._user_vector(ctx, run))
+
+        async def with_vector(source: CandidateSource) -> Scored:
+            return await source.fetch(replace(ctx, user_vector=await vector))
+
+        fetches = [with_vector(s) if getattr(s, "uses_vector", False) else s.fetch(ctx) for s in self.sources]
+        got = await asyncio.gather(*fetches, return_exceptions=True)
+        ctx = replace(ctx, user_vector=await vector)
         lists: dict[str, Scored] = {}
         errors: dict[str, int] = {}
         for source, out in zip(self.sources, got, strict=True):
@@ -235,7 +247,7 @@ class Funnel:
         if not any(lists.values()) and fallback_items:
             lists["fallback"] = await StaticSource(fallback_items).fetch(ctx)
         run.lap("retrieve")
-        return lists, {name: len(v) for name, v in lists.items()}, errors
+        return lists, {name: len(v) for name, v in lists.items()}, errors, ctx
 
     async def _records(self, item_ids: list[str], run: _Run) -> ItemColumns:
         ask = list(range(len(item_ids)))

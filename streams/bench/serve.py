@@ -18,10 +18,12 @@ from streams.bench.catalog import build_big_catalog
 from streams.bench.harness import (
     WorkerProcess,
     engaged_users,
+    free_port,
     isolated,
     private_redis,
     simulated_lines,
     summarize_ms,
+    wait_listening,
     wait_until_serving,
 )
 from streams.bench.ingest import produce_paced, wait_handled
@@ -174,9 +176,6 @@ async def warmed_worker(
         await delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)])
 
 
-BIG_REDIS_PORT = 16393
-
-
 def worker_memory_mb(worker: WorkerProcess) -> dict[str, float]:
     """Resident and peak resident memory of the worker process (Linux ``/proc``), in MiB."""
     if worker.proc is None:
@@ -206,10 +205,13 @@ async def run_serve(base: Settings, load: ServeLoad, *, logs: Path, train: str |
     if load.big_catalog:
         if train is None:
             raise InfraError("a catalog larger than the simulated world needs a model (--train tiny|default)")
-        redis = private_redis(BIG_REDIS_PORT, work / "redis")
-        url = f"redis://127.0.0.1:{BIG_REDIS_PORT}/0"
+        port = free_port()
+        redis = private_redis(port, work / "redis")
+        url = f"redis://127.0.0.1:{port}/0"
         settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
     try:
+        if redis is not None:
+            await wait_listening(port, redis)
         if train is not None:
             settings = with_trained_model(settings, events, catalog, train, work)
         built = None

@@ -112,7 +112,7 @@ def register(app: faust.App, rt: Runtime) -> None:
         except StoreError as exc:  # keep serving the last list; the store's outage is logged, not fatal
             log.warning("popular list not refreshed: %s", exc)
 
-    @app.agent(requests, name="serve")
+    @app.agent(requests, name="serve", concurrency=rt.settings.serving.concurrency)
     async def serve(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             received = rt.clock.now()

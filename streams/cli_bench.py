@@ -89,6 +89,7 @@ def serve(
     candidates: Annotated[
         Optional[int], typer.Option(help="candidates after the merge (ANN fills up to it); default: settings")
     ] = None,
+    history_only: Annotated[bool, typer.Option(help="ask only users who clicked, carted or bought (ANN path)")] = False,
     train: Annotated[str, typer.Option(help="train a model of this config first (tiny|default), or 'none'")] = "tiny",
     inject_faults: Annotated[bool, typer.Option(help="kill Redis, then retire the model, partway through")] = False,
     json_out: JsonOut = None,
@@ -106,6 +107,7 @@ def serve(
         items=items,
         candidates=candidates,
         world_items=world_items,
+        history_only=history_only,
     )
     if inject_faults:
         from streams.bench.faults import run_with_faults

@@ -66,6 +66,7 @@ bench: up ## run the benchmarks; JSON lands in $(BENCH_OUT)/
 	$(SR) bench serve --rps 100 --seconds 20 --json $(BENCH_OUT)/serve.json
 	$(SR) bench serve --rps 100 --seconds 20 --train none --json $(BENCH_OUT)/serve-no-model.json
 	$(SR) bench ranker --json $(BENCH_OUT)/ranker.json
+	$(SR) bench metrics-cost --json $(BENCH_OUT)/metrics-cost.json
 
 clean: down ## remove run state (logs, broker data) but keep caches
 	rm -rf .run .registry $(BENCH_OUT)

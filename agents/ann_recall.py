@@ -88,6 +88,8 @@ class RecallSampler:
 class SampledAnnSource:
     """An ANN candidate source whose searches are offered to a :class:`RecallSampler`."""
 
+    uses_vector = True  # like the source it wraps: the funnel hands it the session vector
+
     def __init__(self, inner: AnnSource, sampler: RecallSampler) -> None:
         self.inner, self.sampler = inner, sampler
 

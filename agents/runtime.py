@@ -16,6 +16,7 @@ from agents.experiments import assign, variant_label
 from agents.funnel.pipeline import Funnel
 from agents.funnel.thompson import BetaPrior, SourcePosteriors
 from agents.serving_setup import build_funnel, funnel_config, pinned_versions, serving_experiment
+from state.catalog_table import CatalogTable
 from state.features import FeatureConfig, UserState, decode_state
 from state.item_tower import ItemTower
 from state.items import ItemRecord
@@ -122,7 +123,7 @@ class Runtime:
     features: FeatureConfig = field(init=False)
     pools: PoolConfig = field(init=False)
     popular: list[tuple[str, float]] = field(default_factory=list)
-    catalog: dict[str, ItemRecord] = field(default_factory=dict)
+    catalog: MutableMapping[str, ItemRecord] = field(default_factory=CatalogTable)
     model: LoadedVersion | None = None
     tower: SessionTower | None = None
     # The served version's ANN index, grown in place by new catalog items, and the tower that embeds them.
@@ -216,12 +217,17 @@ class Runtime:
         shadow = self.settings.models.shadow_version
         self.shadow = make(None, shadow) if shadow is not None and shadow in self.versions else None
 
-    def funnel_for(self, user_id: str) -> Arm:
+    def arm_for(self, user_id: str) -> Arm:
         """The funnel serving ``user_id``, the variant label recorded on responses and impressions, its pin."""
         if self.experiment is None:
             return Arm(self.funnel, "control")
         arm = assign(self.experiment, user_id)
         return Arm(self.arm_funnels[arm.name], variant_label(self.experiment, arm), arm.model_version)
+
+    def funnel_for(self, user_id: str) -> tuple[Funnel, str]:
+        """The funnel serving ``user_id`` and the variant label recorded on responses and impressions."""
+        arm = self.arm_for(user_id)
+        return arm.funnel, arm.variant
 
     @property
     def shadow_version(self) -> str | None:

@@ -21,13 +21,19 @@ from streams.records import ErrorCode, Impression, RecommendRequest, RecommendRe
 log = logging.getLogger(__name__)
 
 
-async def answer(
+async def answer(rt: Runtime, req: RecommendRequest, received: float) -> tuple[RecommendResponse, Impression]:
+    """Run the four-stage funnel for one request; degraded answers carry ``fallback``."""
+    response, impression, _ = await answer_and_shadow(rt, req, received)
+    return response, impression
+
+
+async def answer_and_shadow(
     rt: Runtime, req: RecommendRequest, received: float
 ) -> tuple[RecommendResponse, Impression, ShadowJob | None]:
-    """Run the four-stage funnel for one request; degraded answers carry ``fallback``."""
+    """:func:`answer`, plus the shadow job of the request when a challenger is loaded and the request sampled."""
     serving = rt.settings.serving
     budget = min(req.deadline_ms or serving.default_deadline_ms, serving.max_deadline_ms)
-    arm = rt.funnel_for(req.user_id)
+    arm = rt.arm_for(req.user_id)
     state = rt.user_state(req.user_id)
     result = await arm.funnel.run(req, state, now=rt.clock.now(), budget_ms=budget, fallback_items=rt.popular)
     now = rt.clock.now()
@@ -106,7 +112,7 @@ def register(app: faust.App, rt: Runtime) -> None:
         except StoreError as exc:  # keep serving the last list; the store's outage is logged, not fatal
             log.warning("popular list not refreshed: %s", exc)
 
-    @app.agent(requests, name="serve")
+    @app.agent(requests, name="serve", concurrency=rt.settings.serving.concurrency)
     async def serve(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             received = rt.clock.now()
@@ -140,7 +146,7 @@ async def _answer_safely(
     rt: Runtime, req: RecommendRequest, received: float
 ) -> tuple[RecommendResponse, Impression | None, ShadowJob | None]:
     try:
-        return await answer(rt, req, received)
+        return await answer_and_shadow(rt, req, received)
     except Exception as exc:  # the edge: every request gets a reply, the failure is logged
         log.exception("answering %s failed", req.correlation_id)
         rt.metrics.response(rt.clock.now() - received, error_code=ErrorCode.INTERNAL.value)

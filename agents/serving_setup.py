@@ -23,6 +23,7 @@ from state.registry import LoadedVersion
 from state.session_tower import SessionTower
 from state.store import OnlineFeatureStore
 from state.user_state import UserState
+from state.vectors import decode_vector, encode_vector
 from streams.settings import Experiment, ExperimentSettings, ServingSettings, Variant
 
 log = logging.getLogger(__name__)
@@ -121,13 +122,17 @@ def pinned_versions(experiment: Experiment | None) -> tuple[str, ...]:
 
 
 def session_embedder(loaded: LoadedVersion) -> Embed | None:
-    """The version's own session vector of a user, from the state (None: no user tower, or no known item)."""
+    """The version's own session vector of a user, from the state (None: no user tower, or no known item).
+
+    Rounded as the online store keeps vectors, so the version sees what it would read there as champion.
+    """
     if "user_tower" not in loaded.sessions:
         return None
     tower = SessionTower(loaded)
 
     def embed(state: UserState) -> F32 | None:
-        return tower.embed([state]).get(state.user_id)
+        vec = tower.embed([state]).get(state.user_id)
+        return None if vec is None else decode_vector(encode_vector(vec))
 
     return embed
 
@@ -153,7 +158,7 @@ def build_funnel(
     """
     ranker, plan, vectors = model_parts(loaded)
     if loaded is not None and ranker is None:
-        log.warning("model %s has no ranker: serving in retrieval order", loaded.manifest.version)
+        log.warning("model %s has no ranker: serving in its two-tower score order", loaded.manifest.version)
     return Funnel(
         config or FunnelConfig(catalog_first=True),
         store,

@@ -4,7 +4,7 @@
 set -u
 out=benchmarks/replay_skews
 mkdir -p "$out"
-common=(--dataset ml-100k --data ../shared/data/ml-100k --max-users 300 --config tiny --train-replayed-only --seed 2)
+common=(--dataset ml-100k --data ../shared/data/ml-100k --max-users 200 --config default --train-replayed-only --seed 2)
 .venv/bin/streamrec replay "${common[@]}" --json "$out/none.json"
 for skew in user_features last_n exploration mmr seen; do
   .venv/bin/streamrec replay "${common[@]}" --skew "$skew" --json "$out/$skew.json"

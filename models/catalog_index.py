@@ -1,8 +1,8 @@
 """Re-index a published version over a larger catalog: item-tower embeddings in batch, an IVF index, a new version.
 
-Items the version was trained on keep their index (so the user tower's item sequences stay valid) and
-their id embedding; every other item is embedded from content alone (``item_idx = -1``), exactly as the
-exported item tower embeds a new item.
+Items the version was trained on keep their index position and vector (so the user tower's item sequences
+stay valid); every other item is embedded from content alone (``item_idx = -1``), exactly as the exported
+item tower embeds a new item.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from models.data import N_AGE_BUCKETS, N_PRICE_BUCKETS
 from models.errors import ModelError
 from models.spec import FeatureSpec
 
+#: ``data_window`` key of a re-indexed version: how many leading item ids the user tower was trained on.
+TOWER_ITEMS = "tower_items"
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -106,21 +108,26 @@ class Reindexed:
     index_seconds: float
     nlist: int
     nprobe: int
+    recall: float  # recall@k of the IVF search against exact search, on session-like queries
+    recall_k: int
 
 
 def reindex_version(
     registry_dir: Path,
     base: str,
-    ids: Sequence[str],
+    new_ids: Sequence[str],
     content: ItemContent,
     brands: Sequence[str],
     *,
     nprobe: int = 32,
     threads: int = 2,
+    recall_k: int = 500,
 ) -> Reindexed:
-    """Publish and promote a copy of ``base`` whose index and item ids cover ``ids`` (embedded by the tower).
+    """Publish and promote a copy of ``base`` whose index covers its items plus ``new_ids`` (content ``content``).
 
-    ``nlist`` is about ``4 sqrt(n)`` cells; ``nprobe`` is stored in the index and is what workers search with.
+    The base items keep their index position and exact vector (so user-tower sequences and scores stay as
+    trained); the new ones are embedded by the item tower from content alone. ``nlist`` is about
+    ``4 sqrt(n)`` cells; ``nprobe`` is stored in the index and is what workers search with.
     """
     import faiss
 
@@ -129,8 +136,14 @@ def reindex_version(
 
     reg = FileRegistry(registry_dir)
     loaded = reg.load(base)
+    stored = loaded.index.stored() if loaded.index is not None and hasattr(loaded.index, "stored") else None
+    if stored is None or loaded.spec.index_file is None or loaded.spec.item_ids_file is None:
+        raise ModelError(f"version {base} has no index whose vectors can be read back")
     started = time.perf_counter()
-    vectors = embed(loaded.sessions["item_tower"], tower_inputs(loaded.spec, content, brands))
+    known = np.empty((len(loaded.item_ids), stored[1].shape[1]), np.float32)
+    known[stored[0]] = stored[1]
+    vectors = np.vstack([known, embed(loaded.sessions["item_tower"], tower_inputs(loaded.spec, content, brands))])
+    ids = [*loaded.item_ids, *new_ids]
     embedded = time.perf_counter()
     nlist = max(1, int(4 * math.sqrt(len(ids))))
     faiss.omp_set_num_threads(threads)
@@ -138,23 +151,45 @@ def reindex_version(
     index.add(np.arange(len(ids), dtype=np.int64), vectors)
     faiss.omp_set_num_threads(1)
     indexed = time.perf_counter()
-    manifest = reg.get(base)
-    spec = loaded.spec
-    if spec.index_file is None or spec.item_ids_file is None:
-        raise ModelError(f"version {base} has no index to replace")
+    recall = ivf_recall(index, vectors, k=recall_k)
+    tower_items = int(loaded.manifest.data_window.get(TOWER_ITEMS, len(loaded.item_ids)))
+    new = _publish(
+        reg, base, index, ids, params={"kind": "ivf", "nlist": nlist, "nprobe": nprobe}, tower_items=tower_items
+    )
+    return Reindexed(
+        new, len(ids), round(embedded - started, 2), round(indexed - embedded, 2), nlist, nprobe, recall, recall_k
+    )
+
+
+def _publish(reg: Any, base: str, index: Any, ids: Sequence[str], *, params: dict[str, Any], tower_items: int) -> str:
+    manifest, spec = reg.verify(base)
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp)
         for name in manifest.files:
-            shutil.copy2(registry_dir / "versions" / base / name, staging / name)
+            shutil.copy2(reg.root / "versions" / base / name, staging / name)
         index.save(staging / spec.index_file)
         (staging / spec.item_ids_file).write_text(json.dumps(list(ids)), encoding="utf-8")
-        window = {**manifest.data_window, "catalog_items": len(ids), "reindexed_from": base}
+        window = {**manifest.data_window, "catalog_items": len(ids), "reindexed_from": base, TOWER_ITEMS: tower_items}
         new = reg.publish(
             staging,
             split=manifest.split,
             metrics=dict(manifest.metrics),
             data_window=window,
-            config={**manifest.config, "index": {"kind": "ivf", "nlist": nlist, "nprobe": nprobe}},
+            config={**manifest.config, "index": params},
         )
     reg.promote(new.version, force=True)
-    return Reindexed(new.version, len(ids), round(embedded - started, 2), round(indexed - embedded, 2), nlist, nprobe)
+    return str(new.version)
+
+
+def ivf_recall(index: Any, vectors: F32, *, k: int, n_queries: int = 50, seed: int = 0) -> float:
+    """Recall@k of ``index`` against exact inner-product search, for queries that look like session vectors
+    (the mean of five random items plus noise)."""
+    from state.ann import recall_at_k
+
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, vectors.shape[0], (n_queries, 5))
+    queries = vectors[picks].mean(axis=1) + rng.normal(0, 0.05, (n_queries, vectors.shape[1])).astype(np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    exact = np.vstack([np.argpartition(-(q @ vectors.T), k, axis=1)[:, :k] for q in np.array_split(queries, 10)])
+    approx, _ = index.search(queries, k)
+    return round(recall_at_k(approx, exact), 4)

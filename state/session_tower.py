@@ -34,7 +34,9 @@ class SessionTower:
         self.max_len = int(inputs["item_seq"].shape[1] or 50)
         defaults = inputs["user_features"].defaults or [0.0] * int(inputs["user_features"].shape[1] or 0)
         self._defaults = np.asarray(defaults, dtype=np.float32)
-        self._index = {item: i for i, item in enumerate(loaded.item_ids)}
+        # A version re-indexed over a larger catalog lists the trained items first; the tower knows only those.
+        known = int(loaded.manifest.data_window.get("tower_items", len(loaded.item_ids)))
+        self._index = {item: i for i, item in enumerate(loaded.item_ids[:known])}
 
     def sequences(self, states: Sequence[UserState]) -> tuple[npt.NDArray[np.int64], list[int]]:
         """The tower's ``item_seq`` rows for ``states`` and the positions of users with at least one item."""

@@ -89,6 +89,7 @@ def serve(
     candidates: Annotated[
         Optional[int], typer.Option(help="candidates after the merge (ANN fills up to it); default: settings")
     ] = None,
+    history_only: Annotated[bool, typer.Option(help="ask only users who clicked, carted or bought (ANN path)")] = False,
     train: Annotated[str, typer.Option(help="train a model of this config first (tiny|default), or 'none'")] = "tiny",
     inject_faults: Annotated[bool, typer.Option(help="kill Redis, then retire the model, partway through")] = False,
     json_out: JsonOut = None,
@@ -106,6 +107,7 @@ def serve(
         items=items,
         candidates=candidates,
         world_items=world_items,
+        history_only=history_only,
     )
     if inject_faults:
         from streams.bench.faults import run_with_faults
@@ -192,7 +194,7 @@ def batch(
 
 
 def metrics_cost(
-    rounds: Annotated[int, typer.Option(help="rounds per mode (alternating on/off)")] = 20,
+    rounds: Annotated[int, typer.Option(help="rounds per mode (alternating on/off)")] = 30,
     seconds: Annotated[float, typer.Option(help="length of each round")] = 2.0,
     concurrency: Annotated[int, typer.Option(help="closed-loop clients")] = 4,
     k: int = 10,
@@ -200,13 +202,14 @@ def metrics_cost(
     users: int = 5_000,
     items: int = 5_000,
     train: Annotated[str, typer.Option(help="model config trained first (tiny|default)")] = "tiny",
+    scrape_s: Annotated[float, typer.Option(help="seconds between /metrics scrapes in metrics-on rounds")] = 15.0,
     json_out: JsonOut = None,
 ) -> None:
     """Serving throughput (closed loop, full funnel) and latency with metrics on and off in the same run."""
     from streams.bench.metrics_cost import CostLoad, run_metrics_cost
     from streams.settings import load_settings
 
-    load = CostLoad(rounds, seconds, concurrency, k, warm_events, users, items)
+    load = CostLoad(rounds, seconds, concurrency, k, warm_events, users, items, scrape_s)
     result = asyncio.run(run_metrics_cost(load_settings(), load, logs=LOGS, train=train))
     _report("metrics-cost", result, json_out)
 

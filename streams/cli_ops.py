@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Optional
 
 import orjson
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from agents.experiments import ExperimentReport
 from streams.lag import LagSnapshot, PartitionLag, breaches
 from streams.settings import KafkaSettings, LagSettings, Settings, load_settings
 
@@ -171,6 +173,7 @@ def register(app: typer.Typer) -> None:
     experiment = typer.Typer(help="A/B experiments.", no_args_is_help=True)
     experiment.command("report")(experiment_report_cmd)
     app.add_typer(experiment, name="experiment")
+    app.command("closed-loop")(closed_loop_cmd)
 
 
 async def read_all(kafka: KafkaSettings, topic: str) -> list[bytes]:
@@ -199,25 +202,29 @@ async def read_all(kafka: KafkaSettings, topic: str) -> list[bytes]:
         await consumer.stop()
 
 
+async def report_from_topics(kafka: KafkaSettings, confidence: float = 0.95) -> ExperimentReport:
+    """The experiment report over everything on the impressions and events topics now."""
+    from agents.experiments import experiment_report
+    from streams.records import Event, Impression
+    from streams.topics import topic_names
+
+    names = topic_names(kafka)
+    impressions = [Impression.model_validate_json(v) for v in await read_all(kafka, names.impressions)]
+    events = []
+    for raw in await read_all(kafka, names.events):
+        try:
+            events.append(Event.model_validate_json(raw))
+        except ValueError:
+            continue  # malformed events are the dead-letter topic's business, not the report's
+    return experiment_report(impressions, events, confidence=confidence)
+
+
 def experiment_report_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     confidence: float = 0.95,
 ) -> None:
     """Per-variant CTR, conversion and revenue per request (with intervals) from the impressions and events topics."""
-    from agents.experiments import experiment_report
-    from streams.records import Event, Impression
-    from streams.topics import topic_names
-
-    settings = load_settings()
-    names = topic_names(settings.kafka)
-    impressions = [Impression.model_validate_json(v) for v in asyncio.run(read_all(settings.kafka, names.impressions))]
-    events = []
-    for raw in asyncio.run(read_all(settings.kafka, names.events)):
-        try:
-            events.append(Event.model_validate_json(raw))
-        except ValueError:
-            continue  # malformed events are the dead-letter topic's business, not the report's
-    report = experiment_report(impressions, events, confidence=confidence)
+    report = asyncio.run(report_from_topics(load_settings().kafka, confidence))
     if json_out:
         sys.stdout.write(orjson.dumps(dataclasses.asdict(report), option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -235,4 +242,54 @@ def experiment_report_cmd(
         ]
         table.add_row(row.variant, str(row.requests), *cells)
     table.caption = f"{report.unattributed_events} events named no logged list"
+    console.print(table)
+
+
+def closed_loop_cmd(
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="where to write the results")] = None,
+    users: int = 600,
+    items: int = 800,
+    warm_events: Annotated[int, typer.Option(help="simulated log the models train on and the worker ingests")] = 30_000,
+    requests: Annotated[int, typer.Option(help="lists asked for by simulated users during the loop")] = 3_000,
+    rps: Annotated[float, typer.Option(help="requests per second, at most")] = 60.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="simulated users waiting for a list at once")] = 8,
+    seed: int = 3,
+    trained: Annotated[str, typer.Option(help="training config of the better model")] = "tiny",
+    weak: Annotated[str, typer.Option(help="training config of the weak model")] = "untrained",
+    value_formula: Annotated[str, typer.Option(help="click | purchase | expected_revenue | weighted")] = "click",
+) -> None:
+    """A/B test a trained against an untrained model with simulated users reacting to the live engine."""
+    from typing import cast, get_args
+
+    from streams.bench.harness import write_json
+    from streams.cli_models import _bars
+    from streams.closed_loop import LoopConfig, run_closed_loop
+    from streams.settings import ValueFormula
+
+    formulas = get_args(ValueFormula)
+    if value_formula not in formulas:
+        raise typer.BadParameter(f"unknown value formula {value_formula!r}; valid: {', '.join(formulas)}")
+    cfg = LoopConfig(
+        users,
+        items,
+        warm_events,
+        requests,
+        rps,
+        seed=seed,
+        trained=trained,
+        weak=weak,
+        value_formula=cast("ValueFormula", value_formula),
+    )
+    with _bars() as bars:
+        result = asyncio.run(run_closed_loop(load_settings(), cfg, logs=Path(".run/closed-loop"), progress=bars))
+    write_json(json_out, result)
+    table = Table("variant", "model", "requests", "CTR", "conversion", "revenue/request", title="closed loop")
+    for name, row in result["variants"].items():
+        cells = [
+            f"{row[m]['value']:.4f} [{row[m]['low']:.4f}, {row[m]['high']:.4f}]"
+            for m in ("ctr", "conversion", "revenue_per_request")
+        ]
+        table.add_row(name, row["model_version"], str(row["requests"]), *cells)
+    sep = "intervals separate" if result["ctr_intervals_separate"] else "intervals overlap"
+    table.caption = f"winner by CTR: {result['winner_by_ctr']} ({sep}); {result['seconds']} s"
     console.print(table)

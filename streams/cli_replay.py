@@ -39,7 +39,14 @@ def replay_cmd(
     if dataset != "ml-100k":
         raise typer.BadParameter(f"unknown dataset {dataset!r}; valid: ml-100k")
     opts = ReplayOptions(
-        data=data, dataset=dataset, max_users=max_users, sample_rate=sample_rate, seed=seed, config=config
+        data=data,
+        dataset=dataset,
+        max_users=max_users,
+        sample_rate=sample_rate,
+        seed=seed,
+        config=config,
+        train_replayed_only=train_replayed_only,
+        skews=frozenset(skew or ()),
     )
     with _bars() as bars:
         report = run_replay(load_settings(), opts, bars)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams.admin import partitions_of
 from streams.codec import encode, load_json, validate
 from streams.errors import DecodeError, InfraError
 from streams.records import ModelAction, ModelUpdate
@@ -70,8 +71,8 @@ async def follow_updates(kafka: KafkaSettings, *, from_end: bool = True) -> Asyn
     topic = topic_names(kafka).model_updates
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False, group_id=None)
     try:
+        parts = [TopicPartition(topic, p) for p in await partitions_of(kafka, topic)]  # InfraError if missing
         await consumer.start()
-        parts = await _partitions(consumer, topic)
         consumer.assign(parts)
         await (consumer.seek_to_end(*parts) if from_end else consumer.seek_to_beginning(*parts))
         while True:
@@ -85,16 +86,3 @@ async def follow_updates(kafka: KafkaSettings, *, from_end: bool = True) -> Asyn
         raise InfraError(f"reading {topic} on {kafka.bootstrap_servers}: {type(exc).__name__} {exc}") from exc
     finally:
         await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str, wait_s: float = 30.0) -> list[TopicPartition]:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + wait_s
-    while True:
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return [TopicPartition(topic, p) for p in sorted(parts)]
-        if loop.time() > end:
-            raise InfraError(f"control topic {topic!r} does not exist (run `streamrec topics create`)")
-        await asyncio.sleep(0.5)
-        await consumer.topics()  # refreshes the cluster metadata

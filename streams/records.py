@@ -178,7 +178,7 @@ class ShadowRecord(_Record):
     champion_top: list[str]
     challenger_top: list[str]
     overlap_at_k: float
-    rank_correlation: float | None
+    rank_correlation: float | None = None
     score_deltas: list[float]
     mean_abs_delta: float
     ts: AwareDatetime

@@ -100,7 +100,10 @@ def replay_settings(
     features = base.features.model_copy(update={"last_n": last_n})
     worker = base.worker.model_copy(update={"batch_within_s": 0.01})
     models = base.models.model_copy(update={"registry_dir": registry, "poll_interval_s": 0.5})
-    return base.model_copy(update={"serving": serving, "features": features, "worker": worker, "models": models})
+    # a replay measures ranking, not latency: a busy machine's slow Redis reply must not degrade an answer
+    redis = base.redis.model_copy(update={"socket_timeout_s": max(base.redis.socket_timeout_s, 2.0)})
+    update_all = {"serving": serving, "features": features, "worker": worker, "models": models, "redis": redis}
+    return base.model_copy(update=update_all)
 
 
 def version_scores(

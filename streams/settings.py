@@ -121,6 +121,9 @@ class ServingSettings(_Section):
         description="most candidates each source contributes before the merge (a source not named: all)",
     )
     faiss_threads: int = Field(default=1, ge=1, le=64, description="OpenMP threads of FAISS searches")
+    concurrency: int = Field(
+        default=1, ge=1, le=64, description="requests one worker answers at once (overlaps their store round trips)"
+    )
 
     @model_validator(mode="after")
     def _policies(self) -> Self:

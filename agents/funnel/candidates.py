@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from operator import itemgetter
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -99,38 +101,46 @@ def merge_sources(
     rises; ties keep the order of first appearance (best rank, then the order of ``lists``). A source
     repeating an item keeps its first rank only.
 
-    Vectorised over the hits (a thousand candidates cost a handful of numpy calls, not Python loops over
-    dictionaries); only the Candidate tuples of the kept items are built in Python.
+    Vectorised: ids become integer codes through C-level ``map`` calls, ranks are fused with numpy, and the
+    kept candidates are built by ``tuple.__new__`` without running Python code per item.
 
     >>> out = merge_sources({"ann": [("a", .9), ("b", .8)], "popular": [("b", 50.), ("c", 40.)]}, {"popular": 1}, 10)
     >>> [(c.item_id, c.sources, c.source_ranks) for c in out]
     [('b', ('popular', 'ann'), (0, 1)), ('a', ('ann',), (0,))]
     """
     names = list(lists)
-    codes: dict[str, int] = {}
-    hit_code: list[int] = []
-    hit_prio: list[int] = []
-    hit_rank: list[int] = []
-    for p, name in enumerate(names):
-        ranked = lists[name]
-        top = ranked[: quotas.get(name, len(ranked))]
-        hit_code += [codes.setdefault(item_id, len(codes)) for item_id, _ in top]
-        hit_prio += [p] * len(top)
-        hit_rank += range(len(top))
-    if not codes:
+    tops = [lists[n][: quotas.get(n, len(lists[n]))] for n in names]
+    hit_ids = [item_id for top in tops for item_id in map(_first, top)]
+    if not hit_ids:
         return []
-    code, prio, rank = (np.asarray(x, dtype=np.int64) for x in (hit_code, hit_prio, hit_rank))
+    items = list(dict.fromkeys(hit_ids))
+    codes = dict(zip(items, range(len(items)), strict=True))
+    code = np.fromiter(map(codes.__getitem__, hit_ids), np.int64, len(hit_ids))
+    lens = np.array([len(t) for t in tops], dtype=np.int64)
+    prio = np.repeat(np.arange(len(names), dtype=np.int64), lens)
+    rank = np.arange(len(hit_ids), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
     _, first = np.unique(code * len(names) + prio, return_index=True)  # one hit per (item, source): its first
     order = first[np.lexsort((prio[first], rank[first], code[first]))]  # per item, its hits best first
     code, prio, rank = code[order], prio[order], rank[order]
-    fused = np.bincount(code, weights=1.0 / (RRF_K + 1 + rank), minlength=len(codes))
-    start = np.searchsorted(code, np.arange(len(codes)))
-    n_hits = np.bincount(code, minlength=len(codes))
+    fused = np.bincount(code, weights=1.0 / (RRF_K + 1 + rank), minlength=len(items))
+    start = np.searchsorted(code, np.arange(len(items)))
+    n_hits = np.bincount(code, minlength=len(items))
     kept = np.lexsort((prio[start], rank[start], -fused))[:limit]
-    items = list(codes)
-    src, rnk = [names[p] for p in prio.tolist()], rank.tolist()
-    out = []
-    for c, lo, n, score in zip(kept.tolist(), start[kept].tolist(), n_hits[kept].tolist(), fused[kept].tolist(),
-                               strict=True):
-        out.append(Candidate(items[c], tuple(src[lo : lo + n]), tuple(rnk[lo : lo + n]), score))
-    return out
+    at, many = start[kept], n_hits[kept]
+    single = [(n,) for n in names]
+    sources = list(map(single.__getitem__, prio[at].tolist()))
+    ranks = list(map(_one, rank[at].tolist()))
+    several = np.flatnonzero(many > 1)
+    if several.size:  # items several sources proposed: their hits are consecutive from ``at``
+        src_all, rank_all = [names[p] for p in prio.tolist()], rank.tolist()
+        for j, lo, n in zip(several.tolist(), at[several].tolist(), many[several].tolist(), strict=True):
+            sources[j], ranks[j] = tuple(src_all[lo : lo + n]), tuple(rank_all[lo : lo + n])
+    rows = zip(map(items.__getitem__, kept.tolist()), sources, ranks, fused[kept].tolist(), strict=True)
+    return list(map(partial(tuple.__new__, Candidate), rows))
+
+
+_first = itemgetter(0)
+
+
+def _one(rank: int) -> tuple[int]:
+    return (rank,)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +18,7 @@ from streams.records import ContextValue
 #: Filter names in the order they are tried; a dropped candidate is counted under the first that rejects it.
 FILTERS: tuple[str, ...] = ("exclude", "blocklist", "purchased", "seen", "unknown", "unavailable", "category", "price")
 _CODE = {name: n for n, name in enumerate(FILTERS)}
+_item_id = attrgetter("item_id")
 I64 = npt.NDArray[np.int64]
 
 
@@ -125,13 +127,17 @@ def apply_filters(
     >>> [c.item_id for c in out.kept], out.dropped
     (['a'], {'exclude': 1, 'unavailable': 1, 'price': 1})
     """
-    ids = [c.item_id for c in cands]
+    ids = list(map(_item_id, cands))
     cols = records if isinstance(records, ItemColumns) else ItemColumns.from_records(ids, records)
     banned = banned_ids(state, cons, cfg)
     reason = np.full(len(ids), -1, dtype=np.int64)
-    if banned:
-        hit = [_CODE[r] if (r := banned.get(i)) is not None else -1 for i in ids]
-        reason[:] = hit
+    at = dict(zip(ids, range(len(ids)), strict=True)) if banned else {}
+    if banned and len(at) == len(ids):  # unique ids (merged candidates): find the few banned ones among them
+        for item, why in banned.items():
+            if (j := at.get(item)) is not None:
+                reason[j] = _CODE[why]
+    elif banned:
+        reason[:] = [_CODE[r] if (r := banned.get(i)) is not None else -1 for i in ids]
     open_ = reason < 0
     if cfg.drop_unknown:
         reason[open_ & ~cols.known] = _CODE["unknown"]

@@ -6,7 +6,7 @@ import asyncio
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,7 @@ from agents.funnel.precomputed import PrecomputedTier, filter_precomputed, tier_
 from agents.funnel.scoring import Ranker, ValueConfig
 from agents.funnel.sources import StaticSource, strongest_categories
 from agents.funnel.thompson import SourcePosteriors, thompson_slate
+from state.catalog_table import CatalogTable
 from state.feature_config import FeatureConfig
 from state.features import category_affinity
 from state.item_columns import ItemColumns
@@ -189,8 +190,8 @@ class Funnel:
         if why and tier is not None and len(tier.kept.kept) >= knobs.k:
             run.lap("respond")
             return tier_result(tier, knobs, stage_ms=run.stage_ms, degraded=[*run.degraded, why])
-        ctx = await self._context(request.user_id, state, now, cons, run, user_vectors=user_vectors)
-        lists, counts, errors = await self._retrieve(ctx, fallback_items, run)
+        ctx = self._context(request.user_id, state, now, cons, run)
+        lists, counts, errors, ctx = await self._retrieve(ctx, fallback_items, run, user_vectors)
         cands = merge_sources(lists, self.config.quotas, self.config.candidate_limit)
         run.lap("merge")
         records = await self._records([c.item_id for c in cands], run)
@@ -225,8 +226,11 @@ class Funnel:
         return top_up(tier, result, knobs.k, why) if why and tier is not None and tier.kept.kept else result
 
     def _precomputed_reason(self, run: _Run) -> str | None:
-        """Why the precomputed tier is tried first (no model, or the deadline nearly spent), or None."""
-        if self.ranker is None:
+        """Why the precomputed tier is tried first (no model, or the deadline nearly spent), or None.
+
+        A retrieval-only version (item vectors, no ranker) ranks by its own two-tower score: that is a model.
+        """
+        if self.ranker is None and self.vectors is None:
             return "no_ranker"
         within = self.config.precomputed_within_ms
         return "deadline" if within > 0 and run.rushed(within) else None
@@ -258,37 +262,51 @@ class Funnel:
         scored = self._score(request, ctx, kept, rows, now=now, run=run)
         return scored.values if scored.p_click is not None else None
 
-    async def _context(
-        self,
-        user_id: str,
-        state: UserState | None,
-        now: float,
-        cons: Constraints,
-        run: _Run,
-        *,
-        user_vectors: Mapping[str, F32] | None = None,
+    def _context(
+        self, user_id: str, state: UserState | None, now: float, cons: Constraints, run: _Run
     ) -> RetrievalContext:
-        vec = None
-        if user_vectors is not None:
-            vec = user_vectors.get(user_id) if self.vectors is not None else None
-        elif state is not None and self.vectors is not None and self.embed is not None:
-            vec = self.embed(state)
-        elif state is not None and self.vectors is not None:
-            try:
-                vec = await self.store.read_user_vector(user_id)
-            except StreamrecError:
-                run.degraded.append("user_vector")
         cats: tuple[str, ...] = (cons.category,) if cons.category else ()
         if state is not None and self.config.user_categories:
             strong = strongest_categories(category_affinity(state, now, self.features), self.config.user_categories)
             cats += tuple(c for c in strong if c not in cats)
         run.lap("context")
-        return RetrievalContext(user_id, state, now, vec, cats, cons.exclude)
+        return RetrievalContext(user_id, state, now, None, cats, cons.exclude)
+
+    async def _user_vector(
+        self, ctx: RetrievalContext, run: _Run, user_vectors: Mapping[str, F32] | None
+    ) -> npt.NDArray[np.float32] | None:
+        """Read beforehand (batch scoring), embedded by this funnel's own tower (a pinned version), or stored."""
+        if self.vectors is None:
+            return None
+        if user_vectors is not None:
+            return user_vectors.get(ctx.user_id)
+        if ctx.state is None:
+            return None
+        if self.embed is not None:
+            return self.embed(ctx.state)
+        try:
+            return await self.store.read_user_vector(ctx.user_id)
+        except StreamrecError:
+            run.degraded.append("user_vector")
+            return None
 
     async def _retrieve(
-        self, ctx: RetrievalContext, fallback_items: Sequence[tuple[str, float]], run: _Run
-    ) -> tuple[dict[str, Scored], dict[str, int], dict[str, int]]:
-        got = await asyncio.gather(*(s.fetch(ctx) for s in self.sources), return_exceptions=True)
+        self,
+        ctx: RetrievalContext,
+        fallback_items: Sequence[tuple[str, float]],
+        run: _Run,
+        user_vectors: Mapping[str, F32] | None = None,
+    ) -> tuple[dict[str, Scored], dict[str, int], dict[str, int], RetrievalContext]:
+        """Every source at once; the session vector is read alongside the sources that do not need it
+        (``uses_vector`` false), so its round trip overlaps theirs. Returns the context with the vector."""
+        vector = asyncio.ensure_future(self._user_vector(ctx, run, user_vectors))
+
+        async def with_vector(source: CandidateSource) -> Scored:
+            return await source.fetch(replace(ctx, user_vector=await vector))
+
+        fetches = [with_vector(s) if getattr(s, "uses_vector", False) else s.fetch(ctx) for s in self.sources]
+        got = await asyncio.gather(*fetches, return_exceptions=True)
+        ctx = replace(ctx, user_vector=await vector)
         lists: dict[str, Scored] = {}
         errors: dict[str, int] = {}
         for source, out in zip(self.sources, got, strict=True):
@@ -302,15 +320,14 @@ class Funnel:
         if not any(lists.values()) and fallback_items:
             lists["fallback"] = await StaticSource(fallback_items).fetch(ctx)
         run.lap("retrieve")
-        return lists, {name: len(v) for name, v in lists.items()}, errors
+        return lists, {name: len(v) for name, v in lists.items()}, errors, ctx
 
     async def _records(self, item_ids: list[str], run: _Run) -> ItemColumns:
         ask = list(range(len(item_ids)))
-        local: list[ItemRecord | None] = []
+        cols = ItemColumns.empty(item_ids)
         if self.config.catalog_first:
-            local = [self.catalog.get(i) for i in item_ids]
-            ask = [j for j, r in enumerate(local) if r is None]
-        cols = ItemColumns.from_records(item_ids, local) if local else ItemColumns.empty(item_ids)
+            cols = self._local_columns(item_ids)
+            ask = np.flatnonzero(~cols.known).tolist()
         try:
             got = await self.store.read_item_columns([item_ids[j] for j in ask]) if ask else None
         except StreamrecError:
@@ -321,6 +338,11 @@ class Funnel:
             cols.fill(ask, got)
         run.lap("items")
         return cols
+
+    def _local_columns(self, item_ids: list[str]) -> ItemColumns:
+        if isinstance(self.catalog, CatalogTable):
+            return self.catalog.columns(item_ids)
+        return ItemColumns.from_records(item_ids, [self.catalog.get(i) for i in item_ids])
 
     def _score(
         self,

@@ -18,6 +18,8 @@ PoolKind = Literal["trending", "fresh", "popular", "category"]
 class AnnSource:
     """Nearest items to the user's session embedding (``ctx.user_vector``); nothing for users without one."""
 
+    uses_vector = True  # the funnel reads the session vector before calling this source, and only this one
+
     def __init__(self, index: AnnIndex, item_ids: Sequence[str], k: int = 300, name: str = "ann") -> None:
         # ``item_ids`` is kept by reference: a live index (state.live_index) appends new items to it.
         self.index, self.item_ids, self.k, self._name = index, item_ids, k, name

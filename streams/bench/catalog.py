@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from models.catalog_index import ItemContent
-from state.items import ItemRecord
-from state.store import OnlineFeatureStore, WriteBatch
 from streams.errors import InfraError
 from streams.records import ItemUpdate
 from streams.settings import Settings
@@ -44,19 +43,41 @@ class CatalogColumns:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def records(self, lo: int, hi: int) -> dict[str, ItemRecord]:
-        """Rows ``lo:hi`` as item records (no counters: nobody has seen these items yet)."""
+    def wire_lines(self) -> list[bytes]:
+        """Every item as an items-topic JSON line (``streams.records.ItemUpdate``), timestamps formatted by numpy.
+
+        >>> cols = extend_catalog(0, 2, now=1.7e9, seed=1)
+        >>> from streams.codec import decode_item
+        >>> from streams.settings import ValidationSettings
+        >>> upd = decode_item(cols.wire_lines()[1], now=1.7e9, limits=ValidationSettings())
+        >>> upd.item_id, upd.category == cols.category_names[cols.category[1]], upd.price == float(cols.price[1])
+        ('i1', True, True)
+        """
+        stamps = np.datetime_as_string((self.created_at * 1e6).astype("datetime64[us]"), timezone="UTC").tolist()
         cats, brands = self.category_names, self.brand_names
         cols = zip(
-            self.ids[lo:hi],
-            self.category[lo:hi].tolist(),
-            self.brand[lo:hi].tolist(),
-            self.price[lo:hi].tolist(),
-            self.available[lo:hi].tolist(),
-            self.created_at[lo:hi].tolist(),
+            self.ids,
+            self.category.tolist(),
+            self.brand.tolist(),
+            self.price.tolist(),
+            self.available.tolist(),
+            stamps,
             strict=True,
         )
-        return {i: ItemRecord(i, cats[c], brands[b], p, a, t) for i, c, b, p, a, t in cols}
+        return [
+            orjson.dumps(
+                {
+                    "schema_version": 1,
+                    "item_id": i,
+                    "category": cats[c],
+                    "brand": brands[b],
+                    "price": p,
+                    "available": a,
+                    "created_at": t,
+                }
+            )
+            for i, c, b, p, a, t in cols
+        ]
 
 
 def extend_catalog(
@@ -97,19 +118,6 @@ def extend_catalog(
     )
 
 
-def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
-    for lo in range(0, n, size):
-        yield lo, min(n, lo + size)
-
-
-async def write_catalog(store: OnlineFeatureStore, cols: CatalogColumns, batch: int = 20_000) -> float:
-    """Write every item record in batches of ``batch`` (one pipelined round trip each); returns seconds taken."""
-    started = time.perf_counter()
-    for lo, hi in _chunks(len(cols), batch):
-        await store.write_batch(WriteBatch(source="bench-catalog", items=cols.records(lo, hi)))
-    return time.perf_counter() - started
-
-
 def brand_vocabulary(brands: Sequence[str]) -> tuple[str, ...]:
     """The training brand list (``models.simlog``: sorted distinct non-empty brands; index + 1 is the code).
 
@@ -117,21 +125,6 @@ def brand_vocabulary(brands: Sequence[str]) -> tuple[str, ...]:
     ('b1', 'b2')
     """
     return tuple(sorted({b for b in brands if b}))
-
-
-def world_content(ids: Sequence[str], latest: Mapping[str, ItemUpdate], now: float) -> ItemContent:
-    """Tower inputs of the trained items (index = position in ``ids``) from their last catalog updates.
-
-    Items without a catalog record get ``unknown`` content, as in training (``models.simlog``).
-    """
-    rows = [latest.get(i) for i in ids]
-    return ItemContent(
-        item_idx=np.arange(len(ids), dtype=np.int64),
-        category=[u.category if u else "unknown" for u in rows],
-        brand=[u.brand if u else "" for u in rows],
-        price=np.array([u.price if u else np.nan for u in rows], np.float64),
-        age_days=np.array([(now - u.created_at.timestamp()) / DAY_S if u else np.nan for u in rows], np.float64),
-    )
 
 
 def extra_content(cols: CatalogColumns, now: float) -> ItemContent:
@@ -145,31 +138,20 @@ def extra_content(cols: CatalogColumns, now: float) -> ItemContent:
     )
 
 
-def concat_content(parts: Sequence[ItemContent]) -> ItemContent:
-    return ItemContent(
-        item_idx=np.concatenate([p.item_idx for p in parts]),
-        category=[c for p in parts for c in p.category],
-        brand=[b for p in parts for b in p.brand],
-        price=np.concatenate([p.price for p in parts]),
-        age_days=np.concatenate([p.age_days for p in parts]),
-    )
-
-
 def parse_catalog(lines: Sequence[bytes]) -> dict[str, ItemUpdate]:
     """The last update per item of wire-format catalog lines."""
-    import orjson
 
     return {u.item_id: u for u in (ItemUpdate.model_validate(orjson.loads(line)) for line in lines)}
 
 
 async def build_big_catalog(
     settings: Settings, catalog_lines: Sequence[bytes], n_items: int, world_items: int, seed: int = 0
-) -> dict[str, Any]:
-    """Grow the champion's catalog to ``n_items``: new items in the store, a re-indexed version promoted.
+) -> tuple[list[bytes], dict[str, Any]]:
+    """Grow the champion's catalog to ``n_items``: a re-indexed version promoted, and the new items' lines.
 
-    Returns what it built and how long each step took (the benchmark's ``catalog`` section).
+    The lines go to the items topic like any catalog update (the worker writes them to the store and its
+    local catalog). Returns them and what was built, with timings (the benchmark's ``catalog`` section).
     """
-    from agents.runtime import build_store
     from models.catalog_index import reindex_version
     from state.registry import FileRegistry
 
@@ -180,23 +162,21 @@ async def build_big_catalog(
     base_ids = FileRegistry(reg_dir).load(base).item_ids
     now, t0 = time.time(), time.perf_counter()
     cols = extend_catalog(world_items, n_items - len(base_ids), now=now, seed=seed)
-    latest = parse_catalog(catalog_lines)
-    content = concat_content([world_content(base_ids, latest, now), extra_content(cols, now)])
+    lines = cols.wire_lines()
+    brands = brand_vocabulary([u.brand for u in parse_catalog(catalog_lines).values()])
     generated = time.perf_counter() - t0
-    brands = brand_vocabulary([u.brand for u in latest.values()])
-    built = await asyncio.to_thread(reindex_version, reg_dir, base, base_ids + cols.ids, content, brands)
-    store = build_store(settings)
-    try:
-        written = await write_catalog(store, cols)
-    finally:
-        await store.close()
-    return {
+    built = await asyncio.to_thread(reindex_version, reg_dir, base, cols.ids, extra_content(cols, now), brands)
+    return lines, {
         "items": built.items,
         "trained_items": len(base_ids),
         "version": built.version,
-        "index": {"kind": "ivf", "nlist": built.nlist, "nprobe": built.nprobe},
+        "index": {
+            "kind": "ivf",
+            "nlist": built.nlist,
+            "nprobe": built.nprobe,
+            f"recall_at_{built.recall_k}": built.recall,
+        },
         "generate_s": round(generated, 2),
         "embed_s": built.embed_seconds,
         "index_s": built.index_seconds,
-        "store_write_s": round(written, 2),
     }

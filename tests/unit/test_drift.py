@@ -157,7 +157,7 @@ async def test_a_worker_serving_the_version_feeds_drift_and_recall_from_what_it_
     )
     served: list[float] = []
     for u in range(40):
-        resp, _, _ = await answer(rt, RecommendRequest(correlation_id=f"c{u}", user_id=f"u{u}", k=5), rt.clock.now())
+        resp, _ = await answer(rt, RecommendRequest(correlation_id=f"c{u}", user_id=f"u{u}", k=5), rt.clock.now())
         served += [it.p_click for it in resp.items if it.p_click is not None]
     assert isinstance(rt.drift, DriftMonitor) and len(served) > 50
     window = rt.drift.window()

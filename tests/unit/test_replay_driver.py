@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from agents.funnel.ordering import resolve_knobs
 from agents.serving_setup import funnel_config
@@ -50,7 +51,6 @@ def test_events_and_catalog_are_valid_wire_records() -> None:
 
 
 def test_a_skew_left_on_keeps_the_base_setting_and_drops_its_request_override() -> None:
-    import pytest
 
     from streams.replay import ReplayOptions
 
@@ -64,3 +64,54 @@ def test_a_skew_left_on_keeps_the_base_setting_and_drops_its_request_override() 
     assert ReplayOptions(data=Path("."), skews=frozenset({"seen"})).context() == REPLAY_CONTEXT
     with pytest.raises(ValueError, match="unknown skews"):
         ReplayOptions(data=Path("."), skews=frozenset({"vibes"}))
+
+
+def test_the_cli_passes_every_option_to_the_replay(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from streams import cli_replay, replay
+
+    seen: list[replay.ReplayOptions] = []
+
+    def fake_run(settings: object, opts: replay.ReplayOptions, progress: object) -> dict[str, object]:
+        seen.append(opts)
+        pair = {"hr@10": 0.2, "ndcg@10": 0.1}
+        return {
+            "online": pair,
+            "offline": pair,
+            "relative_difference": {"hr@10": 0.0, "ndcg@10": 0.0},
+            "interactions_asked": 3,
+            "users": 3,
+            "model_version": "v0001",
+            "pass": False,
+        }
+
+    monkeypatch.setattr(replay, "run_replay", fake_run)
+    app = typer.Typer()
+    cli_replay.register(app)
+    app.command("noop")(lambda: None)  # two commands: typer keeps sub-command names
+    args = [
+        "replay",
+        "--max-users",
+        "7",
+        "--sample-rate",
+        "0.5",
+        "--config",
+        "tiny",
+        "--seed",
+        "3",
+        "--train-replayed-only",
+        "--skew",
+        "mmr",
+        "--skew",
+        "seen",
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output  # pass false -> exit code 2
+    opts = seen[0]
+    assert (opts.max_users, opts.sample_rate, opts.config, opts.seed) == (7, 0.5, "tiny", 3)
+    assert opts.train_replayed_only and opts.skews == frozenset({"mmr", "seen"})
+    assert (tmp_path / "r.json").is_file()

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 from scipy.stats import spearmanr
 
 from agents.runtime import Runtime
-from agents.serve import answer
+from agents.serve import answer, answer_and_shadow
 from agents.shadow import ShadowJob, ShadowScorer, overlap_at_k, sampled, shadow_diff, spearman, top_k
 from state.items import ItemRecord
 from state.memory_store import MemoryFeatureStore
@@ -96,11 +96,13 @@ async def test_a_copy_of_the_champion_in_shadow_agrees_and_pinned_arms_report_th
     served: dict[str, str] = {}
     for i in range(12):
         req = RecommendRequest(correlation_id=f"c{i}", user_id=f"u{i}", k=5)
-        response, _, job = await answer(rt, req, T0)
+        response, _, job = await answer_and_shadow(rt, req, T0)
         served[response.variant] = response.model_version
         assert job is not None and len(job.kept.kept) == len(rt.popular)
         await scorer.score(job)
     assert served == {"m:champ": "v0001", "m:pinned": "v0002"}
+    response, impression = await answer(rt, RecommendRequest(correlation_id="c-x", user_id="u3", k=5), T0)
+    assert impression.model_version == response.model_version == served[response.variant]
     assert len(sent) == 12 and scorer.scored == 12
     rec = sent[0]
     assert (rec.champion_version in ("v0001", "v0002"), rec.challenger_version, rec.k) == (True, "v0002", 5)
@@ -122,7 +124,7 @@ async def test_a_full_queue_drops_jobs_and_counts_them(tiny_registry: FileRegist
 
     scorer = ShadowScorer(lambda: None, send, rt.metrics, k=5, capacity=2)
     req = RecommendRequest(correlation_id="c1", user_id="u1", k=5)
-    _, _, job = await answer(rt, req, T0)
+    _, _, job = await answer_and_shadow(rt, req, T0)
     assert isinstance(job, ShadowJob)
     assert [scorer.submit(job) for _ in range(4)] == [True, True, False, False]
     value = rt.registry.get_sample_value("streamrec_shadow_total", {"agent": "streamrec", "outcome": "dropped"})
@@ -132,10 +134,10 @@ async def test_a_full_queue_drops_jobs_and_counts_them(tiny_registry: FileRegist
 
 async def test_unsampled_requests_and_unranked_answers_make_no_job(tiny_registry: FileRegistry) -> None:
     rt = shadow_runtime(tiny_registry, shadow_sample=0.0)
-    _, _, job = await answer(rt, RecommendRequest(correlation_id="c1", user_id="u1", k=5), T0)
+    _, _, job = await answer_and_shadow(rt, RecommendRequest(correlation_id="c1", user_id="u1", k=5), T0)
     assert job is None
     rt = shadow_runtime(tiny_registry)
     rt.use_model(None)  # the champion was retired: its answer is unranked, so there is nothing to compare
-    user = next(u for u in (f"u{i}" for i in range(50)) if rt.funnel_for(u).pinned is None)
-    response, _, job = await answer(rt, RecommendRequest(correlation_id="c2", user_id=user, k=5), T0)
+    user = next(u for u in (f"u{i}" for i in range(50)) if rt.arm_for(u).pinned is None)
+    response, _, job = await answer_and_shadow(rt, RecommendRequest(correlation_id="c2", user_id=user, k=5), T0)
     assert job is None and response.model_version == "none" and response.fallback

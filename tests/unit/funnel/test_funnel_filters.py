@@ -86,3 +86,10 @@ def test_constraints_come_from_the_request_context() -> None:
     out = apply_filters(_cands(ids), recs, None, cons, FilterConfig())
     assert [c.item_id for c in out.kept] == ["a"] and out.dropped == {"category": 1, "price": 2}
     assert Constraints.from_request([], {"min_price": True}).min_price is None  # a bool is not a price
+
+
+def test_a_banned_id_listed_twice_is_dropped_twice() -> None:
+    cands = _cands(["a", "b", "a"])
+    recs = [ItemRecord(i, "x") for i in ("a", "b", "a")]
+    out = apply_filters(cands, recs, None, Constraints(frozenset({"a"})), FilterConfig())
+    assert [c.item_id for c in out.kept] == ["b"] and out.dropped == {"exclude": 2}

@@ -42,7 +42,6 @@ def _req(k: int = 10, **kw: Any) -> RecommendRequest:
 
 
 def _funnel(w: World, *, ranker: bool, within_ms: float = 0.0) -> Funnel:
-    """With ``ranker=False`` there is no model at all (a retrieval-only version would rank by its two towers)."""
     cfg = FunnelConfig(
         ordering=OrderingConfig(mmr_lambda=1.0), filters=FilterConfig(seen_last_n=3), precomputed_within_ms=within_ms
     )
@@ -51,7 +50,7 @@ def _funnel(w: World, *, ranker: bool, within_ms: float = 0.0) -> Funnel:
         w.store,
         all_sources(w),
         ranker=FakeRanker() if ranker else None,
-        vectors=w.vectors if ranker else None,
+        vectors=w.vectors if ranker else None,  # a retired model takes its item vectors with it
         features=CFG,
     )
 
@@ -126,3 +125,12 @@ async def test_an_unreadable_list_degrades_to_the_pools() -> None:
     res = await _funnel(w, ranker=False).run(_req(), w.state, now=T0)
     assert len(res.items) == 10 and "precomputed" not in {i.source for i in res.items}
     assert res.degraded == ("source:precomputed", "no_ranker")
+
+
+async def test_a_retrieval_only_model_still_serves_its_own_ranking() -> None:
+    w = await build_world()
+    await _store_list(w, STORED)
+    cfg = FunnelConfig(ordering=OrderingConfig(mmr_lambda=1.0), filters=FilterConfig(seen_last_n=3))
+    funnel = Funnel(cfg, w.store, all_sources(w), ranker=None, vectors=w.vectors, features=CFG)
+    res = await funnel.run(_req(), w.state, now=T0)
+    assert len(res.items) == 10 and "precomputed" not in {i.source for i in res.items}

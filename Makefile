@@ -61,10 +61,12 @@ lint: setup ## ruff and mypy --strict
 
 bench: up ## run the benchmarks; JSON lands in $(BENCH_OUT)/
 	@mkdir -p $(BENCH_OUT)
-	$(SR) bench ingest --rate 4000 --seconds 20 --backlog 60000 --json $(BENCH_OUT)/ingest.json
+	$(SR) bench ingest --seconds 20 --backlog 60000 --json $(BENCH_OUT)/ingest.json
+	$(SR) bench freshness --rate 5000 --seconds 10 --json $(BENCH_OUT)/freshness.json
 	$(SR) bench serve --rps 100 --seconds 20 --json $(BENCH_OUT)/serve.json
 	$(SR) bench serve --rps 100 --seconds 20 --train none --json $(BENCH_OUT)/serve-no-model.json
 	$(SR) bench ranker --json $(BENCH_OUT)/ranker.json
+	$(SR) bench metrics-cost --json $(BENCH_OUT)/metrics-cost.json
 
 clean: down ## remove run state (logs, broker data) but keep caches
 	rm -rf .run .registry $(BENCH_OUT)

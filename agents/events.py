@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import faust
 
+from agents.changelog import ChangelogWriter
 from agents.dead_letters import DeadLetterSink
 from agents.ingest import Decoded, RawMessage, plan_batch, triage
 from agents.runtime import Runtime
@@ -72,6 +73,7 @@ def register(app: faust.App, rt: Runtime) -> None:
         "users", default=None, partitions=rt.settings.kafka.partitions, key_type=bytes, value_type=bytes
     )  # bytes -> the "raw" codec: values are encode_state()
     dead = DeadLetterSink(app, rt)
+    changelog = ChangelogWriter(app, table)
     applied: dict[int, int] = {}
     w = rt.settings.worker
 
@@ -87,11 +89,17 @@ def register(app: faust.App, rt: Runtime) -> None:
                 RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in events
             ]
-            await process_batch(rt, msgs, applied, table, dead)
+            await process_batch(rt, msgs, applied, table, dead, changelog=changelog)
 
 
 async def process_batch(
-    rt: Runtime, msgs: list[RawMessage], applied: dict[int, int], table: Any, dead: DeadLetterSink
+    rt: Runtime,
+    msgs: list[RawMessage],
+    applied: dict[int, int],
+    table: Any,
+    dead: DeadLetterSink,
+    *,
+    changelog: ChangelogWriter | None = None,
 ) -> None:
     """Decode, apply, store (one atomic write), mirror to the changelogged table, dead-letter the rest.
 
@@ -118,10 +126,15 @@ async def process_batch(
         write = replace(write, user_vectors=rt.tower.embed(list(plan.users.values())))
     await write_until_stored(rt.store, write)
     _record(rt, decoded, started)
+    for d in decoded:  # clicks on this worker's lists update Thompson sampling's posteriors
+        if d.event.type == "click" and d.event.request_id is not None:
+            rt.posteriors.clicked(d.event.request_id, d.event.item_id)
     applied.update(write.offsets)
+    records: list[tuple[int, bytes, bytes]] = []
     for user_id, state in plan.users.items():
         key = user_id.encode()
         table.data[key] = state
-        table.send_changelog(plan.user_partition[user_id], key, plan.encoded[user_id])
+        records.append((plan.user_partition[user_id], key, plan.encoded[user_id]))
+    await (changelog or ChangelogWriter(None, table)).write(records)
     for exc, m in plan.dead:
         await dead.send(exc, m)

@@ -75,20 +75,22 @@ def plan_batch(
 ) -> BatchPlan:
     """Apply a triaged batch to user states and build one idempotent store write.
 
-    User states dedupe by event id; popularity increments are counted only for offsets past the store's
-    per-partition watermark, so a replay after a crash changes nothing twice.
+    User states dedupe by event id and drop late events; shared counters (item counts, popularity, pools)
+    count only the events the user state applied, and only for offsets past the store's per-partition
+    watermark, so a redelivered or replayed event changes nothing twice.
     """
     plan = BatchPlan(dead=dead)
     by_user: dict[str, list[EventView]] = defaultdict(list)
-    fresh: list[EventView] = []  # past the store's watermark: their shared counters are not written yet
+    unwritten: set[int] = set()  # id() of views past the store's watermark: shared counters not written yet
     for d in decoded:
         item = catalog.get(d.event.item_id)
         view = EventView.from_event(d.event, item.category if item is not None else None)
         by_user[view.user_id].append(view)
         plan.user_partition[view.user_id] = d.msg.partition
         if d.msg.offset > applied_offsets.get(d.msg.partition, -1):
-            fresh.append(view)
-    fresh_ids = {v.event_id for v in fresh}
+            unwritten.add(id(view))
+    # Shared counters count what the user state applied (not its duplicates or late events), once per message.
+    fresh: list[EventView] = []
     pairs: list[tuple[str, str, float]] = []
     for user_id, views in by_user.items():
         state = states(user_id) or new_user_state(user_id)
@@ -98,7 +100,8 @@ def plan_batch(
         plan.duplicates += len(views) - n
         plan.users[user_id] = state
         plan.encoded[user_id] = encode_state(state)
-        pairs += covisit_pairs(before, [v for v in applied if v.event_id in fresh_ids], pools)
+        fresh += [v for v in applied if id(v) in unwritten]
+        pairs += covisit_pairs(before, applied, pools, counted=lambda v: id(v) in unwritten, last_n=cfg.last_n)
     plan.write = _write(
         source=source,
         msgs=msgs,

@@ -8,7 +8,7 @@ from agents.dead_letters import DeadLetterSink
 from agents.events import write_until_stored
 from agents.runtime import Runtime
 from state.items import ItemRecord
-from state.pools import fresh_updates
+from state.pools import catalog_log_update, fresh_updates
 from state.store import WriteBatch
 from streams.codec import decode_item
 from streams.errors import DecodeError
@@ -36,6 +36,8 @@ def register(app: faust.App, rt: Runtime) -> None:
                     continue
                 items[update.item_id] = ItemRecord.from_update(update)
             pools = fresh_updates(items.values(), rt.catalog, rt.pools)
+            if items:
+                pools.append(catalog_log_update(items, now, rt.pools))
             await write_until_stored(
                 rt.store, WriteBatch(source=rt.topics.items, offsets=offsets, items=items, pools=pools)
             )

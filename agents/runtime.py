@@ -10,11 +10,17 @@ from typing import NamedTuple
 from mode import Service
 from prometheus_client import CollectorRegistry
 
+from agents.ann_recall import RecallSampler, build_recall
+from agents.drift import DriftRecorder, NullDrift, build_drift
 from agents.experiments import assign, variant_label
 from agents.funnel.pipeline import Funnel
+from agents.funnel.thompson import BetaPrior, SourcePosteriors
 from agents.serving_setup import build_funnel, funnel_config, pinned_versions, serving_experiment
+from state.catalog_table import CatalogTable
 from state.features import FeatureConfig, UserState, decode_state
+from state.item_tower import ItemTower
 from state.items import ItemRecord
+from state.live_index import LiveIndex
 from state.pools import PoolConfig
 from state.registry import LoadedVersion
 from state.session_tower import SessionTower
@@ -41,6 +47,13 @@ def build_store(settings: Settings) -> OnlineFeatureStore:
     from state.redis_store import RedisFeatureStore
 
     return RedisFeatureStore(settings.redis, popularity_half_life_s=settings.features.popularity_half_life_s)
+
+
+def set_search_threads(n: int) -> None:
+    """FAISS searches on ``n`` OpenMP threads; one query at a time gains nothing from more on a shared box."""
+    import faiss
+
+    faiss.omp_set_num_threads(n)
 
 
 def load_champion(settings: Settings) -> LoadedVersion | None:
@@ -84,6 +97,14 @@ class Arm(NamedTuple):
     funnel: Funnel
     variant: str
     pinned: str | None = None
+def live_parts(loaded: LoadedVersion | None) -> tuple[LiveIndex | None, ItemTower | None]:
+    """The version's index made growable, and its content item tower (None where the version lacks one)."""
+    if loaded is None or loaded.index is None:
+        return None, None
+    graph = loaded.spec.graphs.get("item_tower")
+    usable = graph is not None and "item_tower" in loaded.sessions
+    usable = usable and graph is not None and ItemTower.has_content(t.name for t in graph.inputs)
+    return LiveIndex(loaded.index, loaded.item_ids), ItemTower(loaded) if usable else None
 
 
 @dataclass
@@ -102,15 +123,22 @@ class Runtime:
     features: FeatureConfig = field(init=False)
     pools: PoolConfig = field(init=False)
     popular: list[tuple[str, float]] = field(default_factory=list)
-    catalog: dict[str, ItemRecord] = field(default_factory=dict)
+    catalog: MutableMapping[str, ItemRecord] = field(default_factory=CatalogTable)
     model: LoadedVersion | None = None
     tower: SessionTower | None = None
+    # The served version's ANN index, grown in place by new catalog items, and the tower that embeds them.
+    live_index: LiveIndex | None = None
+    item_tower: ItemTower | None = None
     funnel: Funnel = field(init=False)
     experiment: Experiment | None = field(init=False)
     arm_funnels: dict[str, Funnel] = field(init=False)
     shadow: Funnel | None = field(init=False, default=None)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     metrics: WorkerMetrics = field(init=False)
+    drift: DriftRecorder = field(default_factory=NullDrift)
+    recall: RecallSampler | None = None
+    # Thompson sampling's click/impression counts per source: this worker's lists and the clicks on them.
+    posteriors: SourcePosteriors = field(init=False)
     # The events agent binds this to its Faust table's local store (keys are user ids as bytes).
     local_users: MutableMapping[bytes, UserState | bytes] = field(default_factory=dict)
 
@@ -123,10 +151,12 @@ class Runtime:
         missing = [v for v in pinned_versions(self.experiment) if v not in self.versions]
         if missing:
             raise ConfigError(f"experiment arms pin model versions {missing} that are not loaded")
+        self.posteriors = SourcePosteriors(BetaPrior(*self.settings.serving.thompson_prior))
         self._build_funnels(None)
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+        set_search_threads(settings.serving.faiss_threads)
         rt = cls(
             settings=settings,
             store=build_store(settings),
@@ -140,8 +170,28 @@ class Runtime:
         """Swap the served model version (None: serve without one, flagged as fallback)."""
         self.model = loaded
         self.metrics.model_loaded(loaded.manifest.version if loaded is not None else None)
+        self._build_monitors(loaded)
         self.tower = SessionTower(loaded) if loaded is not None and "user_tower" in loaded.sessions else None
+        if self.tower is not None and self.tower.max_len > self.features.last_n:
+            # the tower was trained on up to max_len recent items; the state keeps fewer: a training-serving skew
+            log.warning(
+                "model %s reads %d recent items but the state keeps %d (STREAMREC_FEATURES__LAST_N)",
+                self.tower.version,
+                self.tower.max_len,
+                self.features.last_n,
+            )
+        self.live_index, self.item_tower = live_parts(loaded)
         self._build_funnels(loaded)
+
+    def _build_monitors(self, loaded: LoadedVersion | None) -> None:
+        """Drift against the version's training reference and ANN recall sampling (no-ops with metrics off)."""
+        on = self.settings.metrics.enabled
+        reference = loaded.manifest.drift if loaded is not None and on else None
+        worker = self.settings.worker.app_id
+        self.drift = build_drift(self.settings.drift, reference, self.metrics, self.model_version, worker=worker)
+        index, ids = (loaded.index, loaded.item_ids) if loaded is not None else (None, ())
+        rate = self.settings.metrics.ann_recall_sample
+        self.recall = build_recall(index, ids, self.metrics, enabled=on, rate=rate, seed=self.settings.drift.seed)
 
     def _build_funnels(self, loaded: LoadedVersion | None) -> None:
         serving = self.settings.serving
@@ -155,6 +205,10 @@ class Runtime:
                 catalog=self.catalog,
                 config=funnel_config(serving, serving.max_k, variant),
                 own_vectors=pinned is not None,
+                recall=self.recall,
+                posteriors=self.posteriors,
+                ann_k=serving.ann_k,
+                live=self.live_index if pinned is None else None,
             )
 
         self.funnel = make(None)

@@ -52,12 +52,16 @@ async def answer_and_shadow(
         served_at=served_at,
         latency_ms=(now - received) * 1000.0,
         stage_ms={k: round(v, 3) for k, v in result.stage_ms.items()},
+        candidates=result.n_candidates,
+        ranked=result.n_ranked,
     )
     m = rt.metrics
     m.observe_stages(result.stage_ms)
     m.candidates(result.source_counts, result.source_errors)
     m.filter_drops(result.dropped)
     m.response((now - received), fallback_reasons=degraded if response.fallback else ())
+    rt.drift.record(result)
+    rt.posteriors.served(req.correlation_id, [(it.item_id, it.source) for it in result.items])
     impression = result.impression(
         req.correlation_id, req.user_id, variant=response.variant, model_version=version, served_at=served_at
     )
@@ -108,7 +112,7 @@ def register(app: faust.App, rt: Runtime) -> None:
         except StoreError as exc:  # keep serving the last list; the store's outage is logged, not fatal
             log.warning("popular list not refreshed: %s", exc)
 
-    @app.agent(requests, name="serve")
+    @app.agent(requests, name="serve", concurrency=rt.settings.serving.concurrency)
     async def serve(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             received = rt.clock.now()

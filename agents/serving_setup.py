@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from agents.ann_recall import RecallSampler, SampledAnnSource
 from agents.funnel.candidates import CandidateSource
 from agents.funnel.embeddings import ItemVectors
 from agents.funnel.filters import FilterConfig
@@ -13,8 +14,10 @@ from agents.funnel.ordering import OrderingConfig
 from agents.funnel.pipeline import F32, Embed, Funnel, FunnelConfig
 from agents.funnel.scoring import OnnxRanker, Ranker, ValueConfig
 from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolSource
+from agents.funnel.thompson import SourcePosteriors
 from state.features import FeatureConfig
 from state.items import ItemRecord
+from state.live_index import LiveIndex
 from state.pools import PoolConfig
 from state.registry import LoadedVersion
 from state.session_tower import SessionTower
@@ -43,11 +46,28 @@ def model_parts(loaded: LoadedVersion | None) -> tuple[Ranker | None, HydrationP
     return OnnxRanker(loaded.sessions["ranker"]), plan, item_vectors(loaded)
 
 
-def sources(store: OnlineFeatureStore, pools: PoolConfig, loaded: LoadedVersion | None) -> list[CandidateSource]:
-    """Retrieval channels: ANN over the version's item index (when there is one), co-visitation and the pools."""
+def sources(
+    store: OnlineFeatureStore,
+    pools: PoolConfig,
+    loaded: LoadedVersion | None,
+    recall: RecallSampler | None = None,
+    *,
+    ann_k: int = 300,
+    live: LiveIndex | None = None,
+) -> list[CandidateSource]:
+    """Retrieval channels: ANN over the version's item index (when there is one), co-visitation and the pools.
+
+    With ``recall``, the ANN source's searches are offered to it (recall sampled against exact search). With
+    ``live`` (the version's index that new catalog items join) ANN searches it and its growing id list.
+    """
     out: list[CandidateSource] = []
-    if loaded is not None and loaded.index is not None:
-        out.append(AnnSource(loaded.index, loaded.item_ids, k=300))
+    ann: AnnSource | None = None
+    if live is not None:
+        ann = AnnSource(live.index, live.item_ids, k=ann_k)
+    elif loaded is not None and loaded.index is not None:
+        ann = AnnSource(loaded.index, loaded.item_ids, k=ann_k)
+    if ann is not None:
+        out.append(SampledAnnSource(ann, recall) if recall is not None else ann)
     out.append(CovisitSource(store, pools))
     out += [
         CachedPool(PoolSource(store, kind, pools), ttl_s=1.0) for kind in ("trending", "fresh", "popular", "category")
@@ -67,7 +87,12 @@ def funnel_config(serving: ServingSettings, max_k: int, variant: Variant | None 
             epsilon=serving.epsilon if v.epsilon is None else v.epsilon,
             category_cap=serving.category_cap,
             max_k=max_k,
+            policy=serving.exploration_policy,
+            allowed_policies=serving.allowed_policies,
         ),
+        precomputed_within_ms=serving.precomputed_within_ms,
+        # the ANN source's whole answer takes part in the merge (a smaller quota would cut what ann_k asked for)
+        quotas={**serving.source_quotas, "ann": max(serving.source_quotas.get("ann", 0), serving.ann_k)},
         catalog_first=True,
     )
 
@@ -121,6 +146,10 @@ def build_funnel(
     catalog: Mapping[str, ItemRecord],
     config: FunnelConfig | None = None,
     own_vectors: bool = False,
+    recall: RecallSampler | None = None,
+    posteriors: SourcePosteriors | None = None,
+    ann_k: int = 300,
+    live: LiveIndex | None = None,
 ) -> Funnel:
     """The funnel a worker serves with; ``Funnel.set_model`` swaps versions later.
 
@@ -129,15 +158,16 @@ def build_funnel(
     """
     ranker, plan, vectors = model_parts(loaded)
     if loaded is not None and ranker is None:
-        log.warning("model %s has no ranker: serving in retrieval order", loaded.manifest.version)
+        log.warning("model %s has no ranker: serving in its two-tower score order", loaded.manifest.version)
     return Funnel(
         config or FunnelConfig(catalog_first=True),
         store,
-        sources(store, pools, loaded),
+        sources(store, pools, loaded, recall, ann_k=ann_k, live=live),
         ranker=ranker,
         plan=plan,
         vectors=vectors,
         features=features,
         catalog=catalog,
         embed=session_embedder(loaded) if own_vectors and loaded is not None else None,
+        posteriors=posteriors,
     )

@@ -88,9 +88,10 @@ class Interactions:
         return Interactions(self.user[rows], self.item[rows], self.ts[rows])
 
     @staticmethod
-    def build(user: IntArray, item: IntArray, ts: IntArray) -> Interactions:
-        """Sort stably by user then timestamp; equal timestamps keep their input order."""
-        order = np.lexsort((np.arange(user.shape[0]), ts, user))
+    def build(user: IntArray, item: IntArray, ts: IntArray, tie: IntArray | None = None) -> Interactions:
+        """Sort stably by user then timestamp; equal timestamps go by ``tie`` (when given), then input order."""
+        keys = (np.arange(user.shape[0]),) + ((tie,) if tie is not None else ()) + (ts, user)
+        order = np.lexsort(keys)
         return Interactions(user[order].astype(np.int64), item[order].astype(np.int64), ts[order].astype(np.int64))
 
     @staticmethod
@@ -112,6 +113,7 @@ class ItemContent:
     n_brands: int
     price_bucket: IntArray  # 0 = unknown
     age_bucket: IntArray  # 0 = unknown
+    brand_names: tuple[str, ...] = ()  # brand index i + 1 is brand_names[i] (empty: no brand vocabulary)
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,37 @@ def _parse_users(path: Path) -> tuple[list[str], FloatArray, tuple[str, ...]]:
     return [r[0] for r in rows], feats, names
 
 
+def streaming_tie_order(item_ids: Sequence[str]) -> IntArray:
+    """Rank of each item id in string order: how the online state orders one user's equal-time interactions.
+
+    ``state.user_state`` keeps recent items sorted by ``(time, type, item id)``, whatever order they arrived
+    in; sorting training sequences the same way keeps a tie's order identical offline and online.
+
+    >>> streaming_tie_order(["10", "9", "100"]).tolist()
+    [0, 2, 1]
+    """
+    ranks = {item: r for r, item in enumerate(sorted(set(item_ids)))}
+    return np.fromiter((ranks[i] for i in item_ids), dtype=np.int64, count=len(item_ids))
+
+
+def without_user_features(dataset: Dataset) -> Dataset:
+    """The dataset with every user feature at its serving default (0): what a worker can feed the user tower.
+
+    Workers learn users from the event stream only, so a user tower trained on profile columns would meet
+    zeros online; training on the defaults removes that skew (``streamrec replay`` measures it).
+    """
+    from dataclasses import replace
+
+    return replace(dataset, user_features=np.zeros_like(dataset.user_features))
+
+
+def restrict_users(dataset: Dataset, users: IntArray) -> Dataset:
+    """Only the interactions of ``users``; vocabularies, content and features stay whole (indices are stable)."""
+    from dataclasses import replace
+
+    return replace(dataset, interactions=dataset.interactions.take(np.isin(dataset.interactions.user, users)))
+
+
 def load_movielens_100k(root: Path) -> Dataset:
     """Load ``u.data``, ``u.item`` and ``u.user`` from ``root``; every rating becomes one implicit interaction.
 
@@ -244,6 +277,7 @@ def load_movielens_100k(root: Path) -> Dataset:
         np.fromiter((users.index(u) for u in r_users), dtype=np.int64, count=len(r_users)),
         np.fromiter((items.index(i) for i in r_items), dtype=np.int64, count=len(r_items)),
         np.asarray(r_ts, dtype=np.int64),
+        tie=streaming_tie_order(r_items),
     )
     n_items = len(items)
     content = ItemContent(

@@ -9,19 +9,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from models.baselines import ALS_GRID, EASE_GRID, Als, Ease, Popularity, Recommender, tune_and_test
 from models.configs import ranker_config, two_tower_config
-from models.data import Dataset, load_movielens_100k
+from models.data import Dataset, IntArray, load_movielens_100k, restrict_users, without_user_features
+from models.drift import DriftReference
 from models.evaluate import EvalResult, evaluate
 from models.export import export_item_index, export_item_tower, export_ranker, export_user_tower
-from models.ranker import TrainedRanker, train_ranker
-from models.ranker_features import TT_DOT, RankerData, build_ranker_data
+from models.ranker import MultiTaskRanker, RankerExport, TrainedRanker, train_ranker
+from models.ranker_features import RANKER_FEATURES, SERVING_FEATURES, TT_DOT, RankerData, build_ranker_data
 from models.simlog import SimLog, load_simulator
 from models.spec import FeatureSpec
 from models.splits import Split, leave_last_out
 from models.train_two_tower import EpochCallback, TrainedTwoTower, train_two_tower, two_tower_scorer
+from state.registry import DRIFT_FILE
 
 Progress = Callable[[str, int, int], None]
 """(task description, completed, total): the CLI turns these into progress bars."""
@@ -136,11 +139,40 @@ def train_sim_ranker(log: SimLog, trained: TrainedTwoTower, config: str, seed: i
     return train_ranker(data, ranker_config(config, seed))
 
 
+def drift_reference(
+    model: MultiTaskRanker, data: RankerData, *, max_rows: int = 50_000, seed: int = 0
+) -> DriftReference:
+    """Histograms of the serving features and of the exported ranker's scores over (a sample of) the training rows.
+
+    Scores are the serving graph's (position fixed at the top); ``value`` is expected revenue,
+    ``p_purchase x price`` with the price recovered from ``i_log_price``.
+    """
+    rows = np.arange(data.x.shape[0])
+    if rows.size > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
+    cols = [RANKER_FEATURES.index(n) for n in SERVING_FEATURES]
+    x = np.ascontiguousarray(data.x[rows][:, cols], dtype=np.float32)
+    with torch.no_grad():
+        p_click, p_purchase = (t.numpy() for t in RankerExport(model)(torch.from_numpy(x)))
+    price = np.expm1(x[:, SERVING_FEATURES.index("i_log_price")].astype(np.float64))
+    scores = {"p_click": p_click, "p_purchase": p_purchase, "value": p_purchase * price}
+    return DriftReference.build(SERVING_FEATURES, x, scores, value_formula="expected_revenue")
+
+
 def build_version(
-    kind: str, data: Path, staging: Path, *, config: str = "default", seed: int = 0, progress: Progress = _no_progress
+    kind: str, data: Path, staging: Path, *, config: str = "default", seed: int = 0, progress: Progress = _no_progress,
+    user_features: bool = True, users: IntArray | None = None,
 ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
-    """Train, evaluate and export everything a version needs into ``staging``: (metrics, data window, config)."""
+    """Train, evaluate and export everything a version needs into ``staging``: (metrics, data window, config).
+
+    ``user_features=False`` trains the user tower on the serving defaults instead of the dataset's profile
+    columns (see :func:`models.data.without_user_features`); ``users`` keeps only their interactions.
+    """
     dataset, log = load_dataset(kind, data)
+    if not user_features:
+        dataset = without_user_features(dataset)
+    if users is not None:
+        dataset = restrict_users(dataset, users)
     split = leave_last_out(dataset.interactions, dataset.n_users, dataset.n_items)
     trained = train_retrieval(dataset, split, config, seed, progress)
     result = evaluate(two_tower_scorer(trained, dataset, split.history("test")), split, "test",
@@ -153,16 +185,20 @@ def build_version(
     }
     dim = export_item_index(trained, dataset, staging / "items.faiss", staging / "item_ids.json")
     if log is not None:
-        ranked = train_sim_ranker(log, trained, config, seed)
+        ranker_data = with_two_tower_dot(build_ranker_data(log), trained, log.dataset)
+        ranked = train_ranker(ranker_data, ranker_config(config, seed))
         graphs["ranker"] = export_ranker(ranked.model, staging / "ranker.onnx")
         metrics.update({f"ranker_{k}": v for k, v in ranked.metrics.items()})
+        reference = drift_reference(ranked.model, ranker_data, seed=seed)
+        (staging / DRIFT_FILE).write_text(reference.model_dump_json(), encoding="utf-8")
     spec = FeatureSpec(graphs=graphs, index_file="items.faiss", item_ids_file="item_ids.json", embedding_dim=dim)
     (staging / "feature_spec.json").write_text(spec.model_dump_json(indent=2), encoding="utf-8")
     ts = dataset.interactions.ts
     window = {"dataset": dataset.name, "source": str(data), "protocol": split.protocol,
               "first_ts": int(ts.min()), "last_ts": int(ts.max()), "interactions": len(dataset.interactions),
               "users": dataset.n_users, "items": dataset.n_items}
-    cfg = {"two_tower": asdict(trained.config), "name": config, "train_seconds": round(trained.seconds, 1)}
+    cfg = {"two_tower": asdict(trained.config), "name": config, "train_seconds": round(trained.seconds, 1),
+           "user_features": user_features, "users": "all" if users is None else int(users.shape[0])}
     return metrics, window, cfg
 
 

@@ -82,6 +82,7 @@ class PointInTimeFeatures:
     def __init__(self, log: SimLog, cfg: FeatureConfig) -> None:
         self.cfg = cfg
         self.catalog = {i: ItemRecord.from_update(u) for i, u in log.catalog.items()}
+        self._known = frozenset(self.catalog)
         self.users: dict[str, UserState] = {}
         self.recent: dict[str, deque[int]] = {}
         self._items = log.dataset.items
@@ -99,7 +100,9 @@ class PointInTimeFeatures:
         state = self.users.get(e.user_id)
         if state is None:
             state = self.users[e.user_id] = new_user_state(e.user_id)
-        view = EventView.from_event(e, rec.category)
+        # Like the events agent: an item the catalog does not know gives the event no category (no affinity);
+        # its placeholder record's "unknown" is only for the item-side features of a training row.
+        view = EventView.from_event(e, rec.category if e.item_id in self._known else None)
         if apply_events(state, [view], self.cfg):
             self.catalog[e.item_id] = rec.with_counts(rec.counts + count_events([view])[e.item_id])
             self._user_cache = None

@@ -87,7 +87,7 @@ def _content(items: Vocab, catalog: dict[str, ItemUpdate], ref_ts: float) -> Ite
         brand[i] = brands.index(upd.brand) + 1 if upd.brand else 0
         price[i] = price_bucket(upd.price)
         age[i] = age_bucket((ref_ts - upd.created_at.timestamp()) / 86400.0)
-    return ItemContent(category, tuple(cats), brand, len(brands) + 1, price, age)
+    return ItemContent(category, tuple(cats), brand, len(brands) + 1, price, age, tuple(brands))
 
 
 def _label_keys(e: Event) -> list[tuple[str, ...]]:

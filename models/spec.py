@@ -17,7 +17,8 @@ class TensorSpec(_Spec):
     """One ONNX input or output. ``shape`` uses ``None`` for the dynamic batch axis.
 
     For a 2-D feature matrix, ``columns`` names every column in order and ``defaults`` gives the value
-    serving must use when a feature is unknown; ``padding`` is the fill value of id sequences.
+    serving must use when a feature is unknown; ``padding`` is the fill value of id sequences; for an
+    index input, ``vocab[i]`` is the value that index ``i + 1`` stands for (0 = unknown).
     """
 
     name: str
@@ -26,6 +27,7 @@ class TensorSpec(_Spec):
     columns: list[str] | None = None
     defaults: list[float] | None = None
     padding: int | None = None
+    vocab: list[str] | None = None
     doc: str = ""
 
 

@@ -292,3 +292,21 @@ def recall_at_k(approx: IdArray, exact: IdArray) -> float:
     k = int(exact.shape[1])
     hits: int = sum(len(set(a.tolist()) & set(e.tolist()) - {-1}) for a, e in zip(approx, exact, strict=True))
     return float(hits) / float(exact.shape[0] * k)
+
+
+def all_vectors(index: AnnIndex) -> tuple[IdArray, VecArray]:
+    """Every ``(ids, vectors)`` an index holds, reconstructed from its storage (exact recall checks).
+
+    HNSW vectors are stored with the extra coordinate of the inner-product reduction, which is dropped; an
+    IVF index gets a direct map on first use (built once, it does not change the inverted lists or search).
+    """
+    import faiss
+
+    if not isinstance(index, _FaissIndex) or len(index) == 0:
+        return np.zeros(0, np.int64), np.zeros((0, index.dim), np.float32)
+    outer = index._index
+    inner: Any = faiss.downcast_index(outer.index)
+    if isinstance(index, IvfIndex) and inner.direct_map.type == faiss.DirectMap.NoMap:  # type: ignore[attr-defined]
+        inner.make_direct_map()
+    vecs = np.asarray(inner.reconstruct_n(0, inner.ntotal), dtype=np.float32)[:, : index.dim]
+    return faiss.vector_to_array(outer.id_map).astype(np.int64), np.ascontiguousarray(vecs)

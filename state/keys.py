@@ -11,6 +11,7 @@ key                         type    value                                       
 ``pool:{name}``             zset    item -> score of a set-style pool (fresh, ...)            none
 ``cv:{gen}:{item}``         zset    other item -> decayed co-visitation weight, top K         2 periods
 ``off:{source}``            hash    partition -> highest Kafka offset applied                 none
+``rec:{user}``              string  precomputed list, ``precomputed`` JSON (batch-score)      rec_ttl_s
 ==========================  ======  =======================================================  ==========
 
 Decayed keys (``dp:popular:{gen}``, trending, co-visitation) follow ``state.popularity``: a
@@ -45,6 +46,11 @@ class KeySchema:
         """
         return f"{self.root}u:{user_id}"
 
+    @property
+    def user_prefix(self) -> str:
+        """What every user-state key starts with (``scan_users`` lists the keys under it)."""
+        return f"{self.root}u:"
+
     def user_vector(self, user_id: str) -> str:
         return f"{self.root}uv:{user_id}"
 
@@ -69,6 +75,14 @@ class KeySchema:
 
     def covisit(self, gen: int, item_id: str) -> str:
         return f"{self.root}cv:{gen}:{item_id}"
+
+    def precomputed(self, user_id: str) -> str:
+        """The user's precomputed list (written by ``streamrec batch-score --out redis``).
+
+        >>> KeySchema("sr").precomputed("u1")
+        'sr:v1:rec:u1'
+        """
+        return f"{self.root}rec:{user_id}"
 
     def pattern(self) -> str:
         """Glob matching every key of this schema (for tests and cleanup)."""

@@ -117,6 +117,13 @@ class MemoryFeatureStore(PlannedStore):
         z = self.zsets.get(op.key, {}) if self._alive(op.key) else {}
         return _top(z, op.n)
 
+    async def _scan(self, prefix: str, cursor: str | None, count: int) -> tuple[str | None, list[str]]:
+        # The cursor is the last key returned, so keys deleted meanwhile never make the scan skip one.
+        keys = sorted(k for k in self.strings if k.startswith(prefix) and (cursor is None or k > cursor))
+        page = [k for k in keys[:count] if self._alive(k)]
+        more = len(keys) > count
+        return (keys[count - 1] if more else None), [k[len(prefix) :] for k in page]
+
     async def ping(self) -> bool:
         return not self.closed
 

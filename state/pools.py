@@ -7,7 +7,8 @@ changes when it is incremented, and a top K can be kept exactly without ever re-
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from bisect import insort
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ from state.decay import aligned_ref, forward_weight, needs_rebase, rebase_factor
 from state.feature_config import IMPRESSION, TYPE_INDEX, EventView, FeatureConfig
 from state.items import ItemRecord
 from state.store import CovisitUpdate, DecayedUpdate, DecaySpec, PoolUpdate
+from state.user_state import to_ms
 
 Scored = list[tuple[str, float]]
 
@@ -31,6 +33,7 @@ class PoolConfig:
     covisit_top_k: int = 50
     covisit_neighbours: int = 5  # recent items each new interaction pairs with
     fresh_keep: int = 200
+    catalog_log_keep: int = 100_000
 
     @property
     def trending(self) -> DecaySpec:
@@ -140,28 +143,41 @@ def decayed_updates(
 
 
 def covisit_pairs(
-    recent: Sequence[tuple[int, int, str]], applied: Sequence[EventView], pools: PoolConfig
+    recent: Sequence[tuple[int, int, str]],
+    applied: Sequence[EventView],
+    pools: PoolConfig,
+    *,
+    counted: Callable[[EventView], bool] | None = None,
+    last_n: int = 20,
 ) -> list[tuple[str, str, float]]:
     """Pairs ``(item, other, ts)`` of interactions within the session window of each other.
 
-    ``recent`` is the user's ``last_n`` before the batch; ``applied`` the batch's applied events
-    (see ``apply_events(..., applied_out=...)``).  Each interaction pairs with up to
-    ``covisit_neighbours`` distinct earlier items; impressions pair with nothing.
+    ``recent`` is the user's ``last_n`` before the batch; ``applied`` the batch's applied events, in order
+    (see ``apply_events(..., applied_out=...)``).  Each interaction pairs with up to ``covisit_neighbours``
+    distinct items of the user's ``last_n`` as it stood when the event was applied (``last_n`` is the
+    state's bound), so how events are cut into batches does not change the pairs.  Only events for which
+    ``counted`` holds (default: all) produce pairs; the others (already written before a replay) still
+    join the history.  Impressions pair with nothing.
     """
     window_ms = pools.covisit_window_s * 1000
-    hist: list[tuple[float, str]] = [(ts / 1000.0, item) for ts, _, item in recent]
+    hist = list(recent)
     out: list[tuple[str, str, float]] = []
     for ev in applied:
-        if TYPE_INDEX[ev.type] == IMPRESSION:
+        t = TYPE_INDEX[ev.type]
+        if t == IMPRESSION:
             continue
-        seen: set[str] = {ev.item_id}
-        for ts, other in reversed(hist):
-            if len(seen) > pools.covisit_neighbours:
-                break
-            if other not in seen and abs(ev.ts - ts) * 1000 <= window_ms:
-                seen.add(other)
-                out.append((ev.item_id, other, ev.ts))
-        hist.append((ev.ts, ev.item_id))
+        entry = (to_ms(ev.ts), t, ev.item_id)
+        if counted is None or counted(ev):
+            seen: set[str] = {ev.item_id}
+            for ts, _, other in reversed(hist):
+                if len(seen) > pools.covisit_neighbours:
+                    break
+                if other not in seen and abs(entry[0] - ts) <= window_ms:
+                    seen.add(other)
+                    out.append((ev.item_id, other, ev.ts))
+        insort(hist, entry)  # the same order and bound as UserState.last_n
+        if len(hist) > last_n:
+            del hist[0]
     return out
 
 
@@ -195,3 +211,12 @@ def fresh_updates(
                 rems.setdefault(name, []).append(rec.item_id)
     names = sorted(set(ups) | set(rems))
     return [PoolUpdate(n, ups.get(n, {}), rems.get(n, ()), pools.fresh_keep) for n in names]
+
+
+#: Set-style pool of catalog upserts: item -> time the items agent wrote it (newest first on read).
+CATALOG_LOG = "catalog"
+
+
+def catalog_log_update(item_ids: Iterable[str], at: float, pools: PoolConfig) -> PoolUpdate:
+    """Record that ``item_ids`` were upserted at ``at``, so every worker can index the new ones."""
+    return PoolUpdate(CATALOG_LOG, dict.fromkeys(item_ids, at), keep=pools.catalog_log_keep)

@@ -6,10 +6,16 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import hiredis
+import numpy as np
+import numpy.typing as npt
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from state.errors import StoreError, StoreUnavailable
+from state.item_columns import ItemColumns
+from state.items import ItemCounts, ItemRecord, decode_item
+from state.redis_wire import FastPackConnection
 from state.store_base import PlannedStore
 from state.store_ops import (
     ExpireOp,
@@ -28,6 +34,7 @@ from state.store_ops import (
     ZTop,
     ZTrimOp,
 )
+from streams.records import EVENT_TYPES
 from streams.settings import RedisSettings
 
 T = TypeVar("T")
@@ -63,12 +70,14 @@ class RedisFeatureStore(PlannedStore):
         self._open_until = 0.0
         self.url = settings.url
         password = settings.password.get_secret_value() if settings.password else None
+        fast: dict[str, Any] = {"connection_class": FastPackConnection} if settings.url.startswith("redis://") else {}
         self._redis = client or aioredis.Redis.from_url(
             settings.url,
             password=password,
             socket_timeout=settings.socket_timeout_s,
             socket_connect_timeout=settings.socket_timeout_s,
             decode_responses=False,
+            **fast,
         )
 
     @property
@@ -110,6 +119,60 @@ class RedisFeatureStore(PlannedStore):
         raw: list[Any] = await self._guard(f"a read of {len(ops)} ops", pipe.execute)
         return [_convert(op, r) for op, r in zip(ops, raw, strict=True)]
 
+    async def _scan(self, prefix: str, cursor: str | None, count: int) -> tuple[str | None, list[str]]:
+        start = int(cursor) if cursor is not None else 0
+        nxt, keys = await self._guard(
+            "SCAN", lambda: self._redis.scan(cursor=start, match=glob_escape(prefix) + "*", count=count)
+        )
+        n = len(prefix)
+        names = [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
+        return (None if int(nxt) == 0 else str(int(nxt))), [k[n:] for k in names]
+    async def read_items(self, item_ids: Sequence[str]) -> list[ItemRecord | None]:
+        ids = list(item_ids)
+        got = await self._batched_items(ids)
+        return await super().read_items(ids) if got is None else decode_items(got[0], got[1], len(ids))
+
+    async def read_item_columns(self, item_ids: Sequence[str]) -> ItemColumns:
+        ids = list(item_ids)
+        got = await self._batched_items(ids)
+        if got is None:
+            return await super().read_item_columns(ids)
+        return ItemColumns.from_wire(ids, got[0], parse_counters(got[1], len(ids)).T)
+
+    async def _batched_items(self, ids: list[str]) -> tuple[list[bytes | None], list[bytes]] | None:
+        """Records and counters of up to thousands of items in one round trip: MGET and one HMGET per type.
+
+        redis-py packs every argument in Python (about a microsecond each), so a thousand candidates'
+        six thousand arguments cost more client time than the rest of a request; hiredis packs them in C
+        and the six commands go out as one write on one pooled connection. (A Lua script taking the ids as
+        one argument packs nothing, but costs Redis about 3 ms per thousand items.) Counters come back as
+        one comma-joined string per event type. None when there is nothing to read.
+        """
+        if not ids:
+            return None
+        root = self.keys.item("")
+        # hiredis' stub types the command as a 1-tuple; any length is what it takes
+        commands = [hiredis.pack_command(("MGET", *[root + i for i in ids]))]  # type: ignore[arg-type]
+        commands += [
+            hiredis.pack_command(("HMGET", self.keys.item_counter(t), *ids))  # type: ignore[arg-type]
+            for t in EVENT_TYPES
+        ]
+        raw = await self._guard(f"a read of {len(ids)} items", lambda: self._round_trip(b"".join(commands), 6))
+        counters = [b",".join([v if v is not None else b"0" for v in r]) for r in raw[1:]]
+        return list(raw[0]), counters
+
+    async def _round_trip(self, packed: bytes, n_replies: int) -> list[Any]:
+        pool = self._redis.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_packed_command(packed)
+            return [await conn.read_response() for _ in range(n_replies)]
+        except BaseException:
+            await conn.disconnect()  # replies may be pending on it: never hand it back half read
+            raise
+        finally:
+            await pool.release(conn)
+
     async def bytes_per_user(self, user_ids: Sequence[str]) -> float:
         """Mean Redis memory (``MEMORY USAGE``: value, key and overhead) of the users' state and vector keys."""
         if not user_ids:
@@ -129,6 +192,30 @@ class RedisFeatureStore(PlannedStore):
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def parse_counters(counters: Sequence[bytes], n: int) -> npt.NDArray[np.int64]:
+    """``[types, n]`` counts from one comma-joined string per event type, one vectorised parse each.
+
+    >>> parse_counters([b"3,0", b"1,0"], 2).tolist()
+    [[3, 0], [1, 0]]
+    """
+    if n == 0:
+        return np.zeros((len(counters), 0), np.int64)
+    return np.vstack([np.fromstring(c, dtype=np.int64, sep=",") for c in counters]).reshape(len(counters), n)
+
+
+def decode_items(records: Sequence[bytes | None], counters: Sequence[bytes], n: int) -> list[ItemRecord | None]:
+    """Records from MGET values and comma-joined counters (:meth:`RedisFeatureStore._batched_items`).
+
+    >>> from state.items import encode_item
+    >>> rec = encode_item(ItemRecord("a", "c", price=2.0))
+    >>> out = decode_items([rec, None], [b"3,0", b"1,0", b"0,0", b"0,0", b"9,0"], 2)
+    >>> out[0].counts.counts, out[1]
+    ((3, 1, 0, 0, 9), None)
+    """
+    counts = parse_counters(counters, n).T.tolist()
+    return [None if r is None else decode_item(r, ItemCounts(tuple(counts[j]))) for j, r in enumerate(records)]
 
 
 # Runs of SET / ZINCRBY / HINCRBY become one scripted command each: packing thousands of separate
@@ -162,13 +249,21 @@ _RUN_MAX = 4096
 _MERGEABLE = (SetOp, ZIncrOp, HIncrOp, ZTrimOp, ExpireOp)
 
 
+def glob_escape(text: str) -> str:
+    r"""``text`` with Redis glob metacharacters escaped, for a literal prefix in ``SCAN MATCH``.
+
+    >>> glob_escape("a*b[1]?")
+    'a\\*b\\[1\\]\\?'
+    """
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 def _runs(ops: Sequence[WriteOp]) -> list[list[WriteOp]]:
     """Consecutive ops of one mergeable kind grouped (order preserved exactly), others alone."""
     runs: list[list[WriteOp]] = []
     for op in ops:
         last = runs[-1] if runs else None
-        if (last is not None and isinstance(op, _MERGEABLE) and type(last[0]) is type(op)
-                and len(last) < _RUN_MAX):
+        if last is not None and isinstance(op, _MERGEABLE) and type(last[0]) is type(op) and len(last) < _RUN_MAX:
             last.append(op)
         else:
             runs.append([op])

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from models.drift import DriftReference
 from models.errors import RegistryError
 from models.spec import FeatureSpec, OnnxSpec
 from state.ann import AnnIndex, load_index
@@ -23,6 +24,8 @@ from state.ann import AnnIndex, load_index
 MANIFEST = "manifest.json"
 SPEC_FILE = "feature_spec.json"
 CHAMPION = "CHAMPION"
+DRIFT_FILE = "drift_reference.json"
+"""Optional file of a staging directory: the training window's :class:`DriftReference`, kept in the manifest."""
 
 
 class FileEntry(BaseModel):
@@ -45,6 +48,7 @@ class Manifest(BaseModel):
     data_window: dict[str, Any]
     config: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, FileEntry]
+    drift: DriftReference | None = Field(default=None, description="training-window histograms; older versions lack it")
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,10 @@ class ModelRegistry(Protocol):
         config: dict[str, Any] | None = None,
         primary_metric: str = "ndcg@10",
     ) -> Manifest:
-        """Copy ``staging`` (which holds ``feature_spec.json`` and every file it names) into a new version."""
+        """Copy ``staging`` (which holds ``feature_spec.json`` and every file it names) into a new version.
+
+        A ``drift_reference.json`` in ``staging`` becomes the manifest's ``drift`` field.
+        """
         ...
 
     def list(self) -> list[Manifest]:
@@ -224,6 +231,7 @@ class FileRegistry:
             data_window=data_window,
             config=config or {},
             files=files,
+            drift=_read_drift(staging / DRIFT_FILE),
         )
         _atomic_write(self._versions / version / MANIFEST, manifest.model_dump_json(indent=2))
         return manifest
@@ -332,6 +340,15 @@ def warm_up(loaded: LoadedVersion) -> None:
             dtype = np.int64 if t.dtype == "int64" else np.float32
             feeds[t.name] = np.full(shape, -1 if dtype is np.int64 else 0, dtype=dtype)
         session.run(None, feeds)
+
+
+def _read_drift(path: Path) -> DriftReference | None:
+    if not path.is_file():
+        return None
+    try:
+        return DriftReference.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        raise RegistryError(f"{path}: invalid drift reference: {exc.errors()[0]['msg']}") from None
 
 
 def _read_ids(path: Path) -> tuple[str, ...]:

@@ -31,18 +31,20 @@ class SessionTower:
         inputs = {t.name: t for t in graph.inputs}
         self.version = loaded.manifest.version
         self._session: Any = loaded.sessions["user_tower"]
-        self._max_len = int(inputs["item_seq"].shape[1] or 50)
+        self.max_len = int(inputs["item_seq"].shape[1] or 50)
         defaults = inputs["user_features"].defaults or [0.0] * int(inputs["user_features"].shape[1] or 0)
         self._defaults = np.asarray(defaults, dtype=np.float32)
-        self._index = {item: i for i, item in enumerate(loaded.item_ids)}
+        # A version re-indexed over a larger catalog lists the trained items first; the tower knows only those.
+        known = int(loaded.manifest.data_window.get("tower_items", len(loaded.item_ids)))
+        self._index = {item: i for i, item in enumerate(loaded.item_ids[:known])}
 
     def sequences(self, states: Sequence[UserState]) -> tuple[npt.NDArray[np.int64], list[int]]:
         """The tower's ``item_seq`` rows for ``states`` and the positions of users with at least one item."""
-        seq = np.full((len(states), self._max_len), -1, dtype=np.int64)
+        seq = np.full((len(states), self.max_len), -1, dtype=np.int64)
         rows: list[int] = []
         for b, state in enumerate(states):
             idx = [self._index[item] for _, t, item in state.last_n if t != IMPRESSION and item in self._index]
-            idx = idx[-self._max_len :]
+            idx = idx[-self.max_len :]
             if idx:
                 seq[b, -len(idx) :] = idx
                 rows.append(b)

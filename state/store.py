@@ -9,7 +9,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from state.item_columns import ItemColumns
 from state.items import ItemCounts, ItemRecord
+from state.precomputed import PrecomputedList
 from state.user_state import UserState
 
 Scored = list[tuple[str, float]]
@@ -112,8 +114,37 @@ class OnlineFeatureStore(Protocol):
         """The user's last written session embedding as float32, or None."""
         ...
 
+    async def scan_users(self, cursor: str | None, count: int) -> tuple[str | None, list[str]]:
+        """One page of the ids of users with stored state; start with ``cursor=None``, done when None comes back.
+
+        ``count`` is a hint of how many keys to look at (a page may be empty while the cursor is not None).
+        A user whose state exists for the whole scan is returned at least once (Redis may repeat one);
+        users written or expiring during the scan may or may not appear. Must not block writers.
+        """
+        ...
+
+    async def read_users(self, user_ids: Sequence[str]) -> list[UserState | None]:
+        """States aligned with ``user_ids`` (None where never written or expired), in one round trip."""
+        ...
+
+    async def read_user_vectors(self, user_ids: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
+        """Session embeddings aligned with ``user_ids`` (None where absent), in one round trip."""
+        ...
+
+    async def write_precomputed(self, lists: Sequence[PrecomputedList], ttl_s: int) -> None:
+        """Replace each user's precomputed list (all or nothing, one round trip); each expires after ``ttl_s``."""
+        ...
+
+    async def read_precomputed(self, user_id: str) -> PrecomputedList | None:
+        """The user's precomputed list, or None when there is none (never written, or expired)."""
+        ...
+
     async def read_items(self, item_ids: Sequence[str]) -> list[ItemRecord | None]:
         """Records aligned with ``item_ids`` (None where the catalog has no such item), counters merged."""
+        ...
+
+    async def read_item_columns(self, item_ids: Sequence[str]) -> ItemColumns:
+        """The same records as :meth:`read_items`, as columns (no per-item objects), in one round trip."""
         ...
 
     async def top_popular(self, n: int, now: float) -> Scored:

@@ -10,9 +10,11 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
+from state.item_columns import ItemColumns
 from state.items import ItemCounts, ItemRecord, decode_item, encode_item
 from state.keys import KeySchema
 from state.popularity import generation, generation_scales, period_s, score_now
+from state.precomputed import PrecomputedList, decode_precomputed, encode_precomputed
 from state.state_codec import decode_state, encode_state
 from state.store import CovisitUpdate, DecayedUpdate, DecaySpec, Scored, WriteBatch
 from state.store_ops import (
@@ -55,11 +57,17 @@ class PlannedStore(abc.ABC):
     async def _read(self, ops: Sequence[ReadOp]) -> list[ReadResult]:
         """Run ``ops`` in one round trip; results aligned with ``ops``."""
 
+    @abc.abstractmethod
+    async def _scan(self, prefix: str, cursor: str | None, count: int) -> tuple[str | None, list[str]]:
+        """One page of the keys starting with ``prefix`` (returned without it), as ``scan_users`` documents."""
+
     def plan(self, batch: WriteBatch) -> list[WriteOp]:
         """The primitive ops of ``batch`` (offsets last, so they land with everything they cover)."""
         k = self.keys
-        ops: list[WriteOp] = [SetOp(k.user(u), s if isinstance(s, bytes) else encode_state(s), self.user_ttl_s)
-                              for u, s in batch.users.items()]
+        ops: list[WriteOp] = [
+            SetOp(k.user(u), s if isinstance(s, bytes) else encode_state(s), self.user_ttl_s)
+            for u, s in batch.users.items()
+        ]
         ops += [SetOp(k.user_vector(u), encode_vector(v), self.user_ttl_s) for u, v in batch.user_vectors.items()]
         ops += [SetOp(k.item(i), encode_item(r)) for i, r in batch.items.items()]
         for item, counts in batch.item_counts.items():
@@ -123,6 +131,35 @@ class PlannedStore(abc.ABC):
         raw = cast(list[bytes | None], vals)[0]
         return None if raw is None else decode_vector(raw)
 
+    async def scan_users(self, cursor: str | None, count: int) -> tuple[str | None, list[str]]:
+        if count < 1:
+            raise ValueError(f"scan count must be >= 1, got {count}")
+        return await self._scan(self.keys.user_prefix, cursor, count)
+
+    async def read_users(self, user_ids: Sequence[str]) -> list[UserState | None]:
+        if not user_ids:
+            return []
+        (vals,) = await self._read([GetMany([self.keys.user(u) for u in user_ids])])
+        return [None if raw is None else decode_state(raw) for raw in cast(list[bytes | None], vals)]
+
+    async def read_user_vectors(self, user_ids: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
+        if not user_ids:
+            return []
+        (vals,) = await self._read([GetMany([self.keys.user_vector(u) for u in user_ids])])
+        return [None if raw is None else decode_vector(raw) for raw in cast(list[bytes | None], vals)]
+
+    async def write_precomputed(self, lists: Sequence[PrecomputedList], ttl_s: int) -> None:
+        if ttl_s < 1:
+            raise ValueError(f"precomputed lists need a TTL >= 1 s, got {ttl_s}")
+        ops: list[WriteOp] = [SetOp(self.keys.precomputed(r.user_id), encode_precomputed(r), ttl_s) for r in lists]
+        if ops:
+            await self._execute(ops)
+
+    async def read_precomputed(self, user_id: str) -> PrecomputedList | None:
+        (vals,) = await self._read([GetMany([self.keys.precomputed(user_id)])])
+        raw = cast(list[bytes | None], vals)[0]
+        return None if raw is None else decode_precomputed(raw)
+
     async def read_items(self, item_ids: Sequence[str]) -> list[ItemRecord | None]:
         if not item_ids:
             return []
@@ -138,6 +175,10 @@ class PlannedStore(abc.ABC):
             counts = tuple(int(cast(list[int | None], c)[j] or 0) for c in counters)
             out.append(decode_item(rec, ItemCounts(counts)))
         return out
+
+    async def read_item_columns(self, item_ids: Sequence[str]) -> ItemColumns:
+        ids = list(item_ids)
+        return ItemColumns.from_records(ids, await self.read_items(ids))
 
     async def top_popular(self, n: int, now: float) -> Scored:
         return await self.read_decayed(self.popularity, n, now)

@@ -12,7 +12,25 @@ from rich.console import Console
 
 console = Console()
 LOGS = Path(".run/bench-logs")
+MAX_AUTO_RATE = 25_000.0  # events simulated for a lag phase at 80 % of a drain rate not known in advance
 JsonOut = Annotated[Optional[Path], typer.Option("--json", help="write the result JSON here")]
+Train = Annotated[
+    str, typer.Option(help="session embeddings: train a model (tiny|default), reuse a registry directory, or none")
+]
+
+
+def _with_model(settings: Any, train: str, events: list[bytes], catalog: list[bytes]) -> Any:
+    """Point ``settings`` at a model: trained on the bench's own events, or an existing registry's champion."""
+    from streams.bench.serve import with_trained_model
+
+    if train == "none":
+        return settings
+    if train not in ("tiny", "default"):
+        registry = Path(train)
+        if not (registry / "CHAMPION").is_file():
+            raise typer.BadParameter(f"{registry} is not a model registry with a champion", param_hint="--train")
+        return settings.model_copy(update={"models": settings.models.model_copy(update={"registry_dir": registry})})
+    return with_trained_model(settings, events, catalog, train, LOGS / settings.worker.app_id)
 
 
 def _report(name: str, result: dict[str, Any], out: Path | None) -> None:
@@ -24,30 +42,39 @@ def _report(name: str, result: dict[str, Any], out: Path | None) -> None:
 
 
 def ingest(
-    rate: Annotated[float, typer.Option(help="events/s during the lag phase")] = 8000.0,
+    rate: Annotated[float, typer.Option(help="events/s during the lag phase (0: 80 % of the drain rate)")] = 0.0,
     seconds: Annotated[float, typer.Option(help="length of the lag phase")] = 20.0,
     backlog: Annotated[int, typer.Option(help="events drained to measure capacity")] = 100_000,
     users: int = 100_000,
     items: int = 20_000,
+    train: Train = "tiny",
     json_out: JsonOut = None,
 ) -> None:
     """Worker capacity (backlog drain) and lag at a fixed rate, with a bare aiokafka consumer as the ceiling."""
     from streams.admin import delete_topics, ensure_topics
     from streams.bench.harness import isolated, simulated_lines
     from streams.bench.ingest import produce_paced, run_ingest
+    from streams.bench.memory import private_redis_url
     from streams.settings import load_settings
     from streams.topics import topic_names, topic_specs
 
     settings = isolated(load_settings(), "bench-ingest")
-    total = backlog + int(rate * seconds)
+    total = backlog + int((rate or MAX_AUTO_RATE) * seconds)
     events, catalog = simulated_lines(total, seed=11, n_users=users, n_items=items, start=time.time() - 4 * 3600)
-    asyncio.run(ensure_topics(settings.kafka))
-    try:
-        asyncio.run(produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None))
-        result = asyncio.run(run_ingest(settings, events[:backlog], events[backlog:], rate, LOGS))
-    finally:
-        asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
-    result.update({"benchmark": "ingest", "users": users, "items": items, "seconds": seconds})
+    settings = _with_model(settings, train, events[:backlog], catalog)  # all features on: the tower runs per batch
+    # A private Redis: the shared one's load from other work would otherwise stall this worker's writes.
+    with private_redis_url(LOGS / settings.worker.app_id / "redis") as url:
+        settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
+        asyncio.run(ensure_topics(settings.kafka))
+        try:
+            asyncio.run(
+                produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None)
+            )
+            result = asyncio.run(run_ingest(settings, events[:backlog], events[backlog:], rate, LOGS, seconds=seconds))
+        finally:
+            asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
+    result.update({"benchmark": "ingest", "users": users, "items": items, "seconds": seconds, "model": train})
+    result["worker"]["redis"] = "private redis-server (a free port)"
     _report("ingest", result, json_out)
 
 
@@ -57,7 +84,12 @@ def serve(
     k: int = 10,
     warm_events: Annotated[int, typer.Option(help="simulated events streamed before the load")] = 50_000,
     users: int = 20_000,
-    items: int = 20_000,
+    items: Annotated[int, typer.Option(help="catalog size; beyond --world-items it is simulated long tail")] = 20_000,
+    world_items: Annotated[int, typer.Option(help="items the simulated users interact with")] = 20_000,
+    candidates: Annotated[
+        Optional[int], typer.Option(help="candidates after the merge (ANN fills up to it); default: settings")
+    ] = None,
+    history_only: Annotated[bool, typer.Option(help="ask only users who clicked, carted or bought (ANN path)")] = False,
     train: Annotated[str, typer.Option(help="train a model of this config first (tiny|default), or 'none'")] = "tiny",
     inject_faults: Annotated[bool, typer.Option(help="kill Redis, then retire the model, partway through")] = False,
     json_out: JsonOut = None,
@@ -66,7 +98,17 @@ def serve(
     from streams.bench.serve import ServeLoad, run_serve
     from streams.settings import load_settings
 
-    load = ServeLoad(rps=rps, seconds=seconds, k=k, warm_events=warm_events, users=users, items=items)
+    load = ServeLoad(
+        rps=rps,
+        seconds=seconds,
+        k=k,
+        warm_events=warm_events,
+        users=users,
+        items=items,
+        candidates=candidates,
+        world_items=world_items,
+        history_only=history_only,
+    )
     if inject_faults:
         from streams.bench.faults import run_with_faults
 
@@ -80,9 +122,9 @@ def freshness(
     rate: Annotated[float, typer.Option(help="events/s while measuring")] = 5000.0,
     seconds: float = 10.0,
     warm_events: int = 100_000,
-    users: int = 100_000,
+    users: Annotated[int, typer.Option(help="simulated users; Redis memory is measured over all of them")] = 100_000,
     items: int = 20_000,
-    train: Annotated[str, typer.Option(help="model config for session embeddings (tiny|default|none)")] = "tiny",
+    train: Train = "tiny",
     json_out: JsonOut = None,
 ) -> None:
     """Event produced -> user features and session embedding readable in Redis; Redis bytes per active user."""
@@ -90,7 +132,7 @@ def freshness(
     from streams.bench.freshness import run_freshness
     from streams.bench.harness import isolated, simulated_lines, user_ids
     from streams.bench.ingest import produce_paced
-    from streams.bench.serve import with_trained_model
+    from streams.bench.memory import private_redis_url
     from streams.settings import load_settings
     from streams.topics import topic_names, topic_specs
 
@@ -98,25 +140,84 @@ def freshness(
     events, catalog = simulated_lines(
         warm_events + int(rate * seconds), seed=13, n_users=users, n_items=items, start=time.time() - 4 * 3600
     )
-    if train != "none":
-        settings = with_trained_model(settings, events[:warm_events], catalog, train, LOGS / settings.worker.app_id)
+    settings = _with_model(settings, train, events[:warm_events], catalog)
     active = user_ids(events)
-    asyncio.run(ensure_topics(settings.kafka))
-    try:
-        asyncio.run(produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None))
-        result = asyncio.run(
-            run_freshness(
-                settings, warm=events[:warm_events], paced=events[warm_events:], rate=rate, users=active, logs=LOGS
+    with private_redis_url(LOGS / settings.worker.app_id / "redis") as url:
+        settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
+        asyncio.run(ensure_topics(settings.kafka))
+        try:
+            asyncio.run(
+                produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None)
             )
-        )
-    finally:
-        asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
+            result = asyncio.run(
+                run_freshness(
+                    settings,
+                    warm=events[:warm_events],
+                    paced=events[warm_events:],
+                    rate=rate,
+                    users=active,
+                    n_users=users,
+                    logs=LOGS,
+                )
+            )
+        finally:
+            asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
     result.update({"benchmark": "freshness", "target_rate": rate, "model": train, "active_users": len(active)})
+    result["redis"] = "private redis-server (a free port)"
     _report("freshness", result, json_out)
+
+
+def batch(
+    users: int = 20_000,
+    items: int = 20_000,
+    events: Annotated[int, typer.Option(help="simulated events written as state before scoring")] = 200_000,
+    top_k: Annotated[int, typer.Option("--top-k")] = 10,
+    max_users: Annotated[Optional[int], typer.Option(help="score at most this many users")] = None,
+    train: Annotated[str, typer.Option(help="model config trained on the simulated log (tiny|default)")] = "tiny",
+    json_out: JsonOut = None,
+) -> None:
+    """Batch-score users/s over real Redis (a private key prefix, deleted afterwards)."""
+    from streams.bench.batch import run_batch_bench
+    from streams.bench.harness import isolated, simulated_lines
+    from streams.bench.serve import with_trained_model
+    from streams.settings import load_settings
+
+    settings = isolated(load_settings(), "bench-batch")
+    lines, catalog = simulated_lines(events, seed=17, n_users=users, n_items=items, start=time.time() - 4 * 3600)
+    work = LOGS / settings.worker.app_id
+    settings = with_trained_model(settings, lines, catalog, train, work)
+    result = asyncio.run(run_batch_bench(settings, lines, catalog, top_k=top_k, max_users=max_users, work=work))
+    result.update(
+        {"benchmark": "batch", "model": train, "sim_users": users, "items": items, "events": events, "top_k": top_k}
+    )
+    _report("batch", result, json_out)
+
+
+def metrics_cost(
+    rounds: Annotated[int, typer.Option(help="rounds per mode (alternating on/off)")] = 30,
+    seconds: Annotated[float, typer.Option(help="length of each round")] = 2.0,
+    concurrency: Annotated[int, typer.Option(help="closed-loop clients")] = 4,
+    k: int = 10,
+    warm_events: int = 30_000,
+    users: int = 5_000,
+    items: int = 5_000,
+    train: Annotated[str, typer.Option(help="model config trained first (tiny|default)")] = "tiny",
+    scrape_s: Annotated[float, typer.Option(help="seconds between /metrics scrapes in metrics-on rounds")] = 15.0,
+    json_out: JsonOut = None,
+) -> None:
+    """Serving throughput (closed loop, full funnel) and latency with metrics on and off in the same run."""
+    from streams.bench.metrics_cost import CostLoad, run_metrics_cost
+    from streams.settings import load_settings
+
+    load = CostLoad(rounds, seconds, concurrency, k, warm_events, users, items, scrape_s)
+    result = asyncio.run(run_metrics_cost(load_settings(), load, logs=LOGS, train=train))
+    _report("metrics-cost", result, json_out)
 
 
 def register(bench: typer.Typer) -> None:
     """Add the streaming benchmarks to the ``bench`` group."""
+    bench.command("metrics-cost")(metrics_cost)
     bench.command("ingest")(ingest)
     bench.command("serve")(serve)
     bench.command("freshness")(freshness)
+    bench.command("batch")(batch)

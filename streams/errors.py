@@ -35,3 +35,7 @@ class RequestTimeoutError(StreamrecError):
 
 class InfraError(StreamrecError):
     """A backing service (Kafka, Redis) could not be reached or refused an operation."""
+
+
+class JobError(StreamrecError):
+    """A job record is missing, unreadable, or asked to move to a status it cannot reach."""

@@ -35,6 +35,7 @@ FRESHNESS_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 BATCH_BUCKETS: tuple[float, ...] = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10_000)
 OVERLAP_BUCKETS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 1.0)
 CORRELATION_BUCKETS: tuple[float, ...] = (-0.5, 0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+RECALL_BUCKETS: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999, 1.0)
 
 
 class WorkerMetrics(Protocol):
@@ -53,6 +54,8 @@ class WorkerMetrics(Protocol):
     def model_loaded(self, version: str | None, kind: str = "ranker") -> None: ...
     def model_load(self, ok: bool) -> None: ...
     def ann_recall(self, recall: float) -> None: ...
+    def ann_recall_sampled(self, recalls: Iterable[float]) -> None: ...
+    def drift(self, psi: Mapping[str, float], samples: int) -> None: ...
     def ingest_batch(self, size: int, latency_s: float) -> None: ...
     def shadow(self, overlap: float, correlation: float | None) -> None: ...
     def shadow_outcome(self, outcome: str) -> None: ...
@@ -87,7 +90,8 @@ class Metrics:
     ``errors_total{code}``, ``fallbacks_total{reason}``, ``events_processed_total{type}``,
     ``dead_letters_total{reason}``, ``candidates_total{source}``, ``candidate_source_errors_total{source}``,
     ``filter_drops_total{filter}``, ``feature_freshness_seconds``, ``model_info{kind,version}``,
-    ``model_loaded``, ``model_loads_total{outcome}``, ``ann_recall``, ``ingest_batch_size``,
+    ``model_loaded``, ``model_loads_total{outcome}``, ``ann_recall``, ``ann_recall_sampled`` (histogram of
+    each sampled search's recall@k), ``feature_psi{feature}``, ``drift_samples``, ``ingest_batch_size``,
     ``ingest_batch_latency_seconds``, ``shadow_overlap`` (overlap@k of champion and challenger),
     ``shadow_rank_correlation``, ``shadow_total{outcome}`` (scored | dropped | unranked | failed).
 
@@ -145,6 +149,22 @@ class Metrics:
         self._recall = Gauge(
             "ann_recall", "ANN recall@k sampled against exact search", ["agent"], namespace=NAMESPACE, registry=registry
         ).labels(agent)
+        self._recall_sampled = hist("ann_recall_sampled", "Recall@k of each sampled ANN search", RECALL_BUCKETS)
+        self._psi = Gauge(
+            "feature_psi",
+            "PSI of a ranker feature or score, live window vs the version's training reference",
+            ["agent", "feature"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self._drift_samples = Gauge(
+            "drift_samples",
+            "Served rows behind the last PSI refresh",
+            ["agent"],
+            namespace=NAMESPACE,
+            registry=registry,
+        ).labels(agent)
+        self._psi_names: set[str] = set()
         self._batch_size = hist("ingest_batch_size", "Events per ingest batch", BATCH_BUCKETS)
         self._batch_latency = hist("ingest_batch_latency_seconds", "Ingest batch processing time", LATENCY_BUCKETS)
         self._shadow_overlap = hist("shadow_overlap", "Overlap@k of champion and shadow top-k", OVERLAP_BUCKETS)
@@ -215,7 +235,21 @@ class Metrics:
         self._model_loads["ok" if ok else "failed"].inc()
 
     def ann_recall(self, recall: float) -> None:
+        """Mean recall@k of the searches checked in the last round."""
         self._recall.set(recall)
+
+    def ann_recall_sampled(self, recalls: Iterable[float]) -> None:
+        for r in recalls:
+            self._recall_sampled.observe(r)
+
+    def drift(self, psi: Mapping[str, float], samples: int) -> None:
+        """The latest PSI per feature; names no longer reported (another model, or none) are removed."""
+        for gone in self._psi_names - set(psi):
+            self._psi.remove(self.agent, gone)
+        for name, value in psi.items():
+            self._psi.labels(self.agent, name).set(value)
+        self._psi_names = set(psi)
+        self._drift_samples.set(samples)
 
     def ingest_batch(self, size: int, latency_s: float) -> None:
         self._batch_size.observe(size)
@@ -268,6 +302,12 @@ class NullMetrics:
         pass
 
     def ann_recall(self, recall: float) -> None:
+        pass
+
+    def ann_recall_sampled(self, recalls: Iterable[float]) -> None:
+        pass
+
+    def drift(self, psi: Mapping[str, float], samples: int) -> None:
         pass
 
     def ingest_batch(self, size: int, latency_s: float) -> None:

@@ -104,6 +104,8 @@ class RecommendResponse(_Record):
     served_at: datetime
     latency_ms: float = 0.0
     stage_ms: dict[str, float] = Field(default_factory=dict, description="time per funnel stage (diagnostics)")
+    candidates: int = Field(default=0, ge=0, description="candidates after merging the sources (diagnostics)")
+    ranked: int = Field(default=0, ge=0, description="candidates left after the hard filters (diagnostics)")
 
 
 class DeadLetter(_Record):

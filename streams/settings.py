@@ -42,8 +42,13 @@ class WorkerSettings(_Section):
     web_port: int = Field(default=6066, ge=1, le=65535)
     data_dir: Path = Path(".run/worker")
     batch_size: int = Field(default=2000, ge=1)
-    batch_within_s: float = Field(default=0.05, gt=0)
+    # Short: a batch is whatever queued while the previous one was processed, plus this wait, so batches
+    # grow with load on their own and an event waits at most this long before it is processed.
+    batch_within_s: float = Field(default=0.01, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
+    producer_batch_bytes: int = Field(
+        default=512 * 1024, ge=16_384, le=1_000_000, description="largest record batch per partition the producer sends"
+    )
 
 
 class ValidationSettings(_Section):
@@ -68,6 +73,20 @@ class PoolSettings(_Section):
     covisit_top_k: int = Field(default=50, ge=1)
     covisit_neighbours: int = Field(default=5, ge=1)
     fresh_keep: int = Field(default=200, ge=1)
+    catalog_log_keep: int = Field(
+        default=100_000, ge=1, description="newest catalog upserts kept for workers to add to their ANN index"
+    )
+
+
+#: Candidates per source before the merge; ``ann`` etc. name ``agents.funnel`` sources.
+DEFAULT_SOURCE_QUOTAS: dict[str, int] = {
+    "ann": 400,
+    "covisit": 150,
+    "category": 150,
+    "trending": 150,
+    "fresh": 50,
+    "popular": 200,
+}
 
 
 class ServingSettings(_Section):
@@ -83,6 +102,37 @@ class ServingSettings(_Section):
     mmr_lambda: float = Field(default=0.8, ge=0, le=1)
     epsilon: float = Field(default=0.05, ge=0, le=1, description="share of exploration slots")
     category_cap: int | None = Field(default=None, ge=1)
+    precomputed_within_ms: float = Field(
+        default=10.0, ge=0, description="serve the user's precomputed list when less budget than this is left (0: off)"
+    )
+    exploration_policy: ExplorationPolicy = Field(
+        default="epsilon", description="epsilon-greedy slots, Thompson sampling over candidate sources, or none"
+    )
+    allowed_policies: tuple[ExplorationPolicy, ...] = Field(
+        default=("epsilon", "thompson", "none"), min_length=1, description="what a request's `exploration` may pick"
+    )
+    thompson_prior: tuple[float, float] = Field(
+        default=(1.0, 1.0), description="Beta(alpha, beta) prior of every source's click rate"
+    )
+    ann_k: int = Field(default=300, ge=1, description="nearest items the ANN source asks the index for")
+    source_quotas: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_SOURCE_QUOTAS),
+        description="most candidates each source contributes before the merge (a source not named: all)",
+    )
+    faiss_threads: int = Field(default=1, ge=1, le=64, description="OpenMP threads of FAISS searches")
+    concurrency: int = Field(
+        default=1, ge=1, le=64, description="requests one worker answers at once (overlaps their store round trips)"
+    )
+
+    @model_validator(mode="after")
+    def _policies(self) -> Self:
+        if self.exploration_policy not in self.allowed_policies:
+            raise ValueError(
+                f"exploration_policy {self.exploration_policy!r} is not in allowed_policies {self.allowed_policies}"
+            )
+        if min(self.thompson_prior) <= 0:
+            raise ValueError(f"thompson_prior needs positive parameters, got {self.thompson_prior}")
+        return self
 
 
 class MetricsSettings(_Section):
@@ -91,6 +141,23 @@ class MetricsSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9100, ge=0, le=65535, description="0 picks a free port")
+    ann_recall_sample: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="share of ANN searches checked against exact search"
+    )
+    ann_recall_interval_s: float = Field(default=5.0, gt=0, description="how often sampled searches are checked")
+
+
+class DriftSettings(_Section):
+    """Live feature and score drift (PSI) against the served version's training-window reference."""
+
+    enabled: bool = True
+    reservoir_size: int = Field(default=2048, ge=16, description="served rows sampled uniformly per window")
+    min_samples: int = Field(default=500, ge=1, description="rows a window needs before PSI is computed")
+    interval_s: float = Field(default=30.0, gt=0, description="seconds between PSI refreshes")
+    seed: int = 0
+    snapshot_dir: Path | None = Field(
+        default=None, description="write each closed window to <dir>/<app_id>.json (streamrec drift report --from)"
+    )
 
 
 class LagSettings(_Section):
@@ -104,6 +171,7 @@ class LagSettings(_Section):
 
 
 ValueFormula = Literal["click", "purchase", "expected_revenue", "weighted"]
+ExplorationPolicy = Literal["epsilon", "thompson", "none"]
 
 SHARE_TOLERANCE = 1e-9
 
@@ -170,6 +238,16 @@ class ExperimentSettings(_Section):
         return self
 
 
+class BatchSettings(_Section):
+    """``streamrec batch-score`` and the jobs it records."""
+
+    jobs_dir: Path = Path(".run/jobs")
+    rec_ttl_s: int = Field(default=2 * 24 * 3600, ge=60, description="lifetime of precomputed lists in Redis")
+    scan_count: int = Field(default=1000, ge=1, description="keys looked at per SCAN page")
+    chunk_size: int = Field(default=256, ge=1, description="users read, scored and written together")
+    concurrency: int = Field(default=8, ge=1, description="users of a chunk in flight at once")
+
+
 class ModelSettings(_Section):
     """The registry, how workers follow its champion, and shadow scoring of a challenger."""
 
@@ -184,6 +262,9 @@ class ModelSettings(_Section):
     shadow_k: int = Field(default=10, ge=1, le=1000, description="top-k compared between champion and challenger")
     shadow_sample: float = Field(default=1.0, ge=0.0, le=1.0, description="share of answered requests shadow-scored")
     shadow_queue: int = Field(default=256, ge=1, description="pending shadow jobs kept; more are dropped and counted")
+    catalog_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="how often workers add new catalog items to their ANN index"
+    )
 
 
 class Settings(BaseSettings):
@@ -200,8 +281,10 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     models: ModelSettings = ModelSettings()
     metrics: MetricsSettings = MetricsSettings()
+    drift: DriftSettings = DriftSettings()
     lag: LagSettings = LagSettings()
     experiments: ExperimentSettings = ExperimentSettings()
+    batch: BatchSettings = BatchSettings()
 
 
 def load_settings(**overrides: object) -> Settings:

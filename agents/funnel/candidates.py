@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from operator import itemgetter
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -25,6 +27,7 @@ REASONS: dict[str, str] = {
     "popular": "popular",
     "category": "popular_in_category",
     "fallback": "popular",
+    "precomputed": "precomputed",
 }
 EXPLORE_REASON = "explore"
 
@@ -95,40 +98,49 @@ def merge_sources(
 
     Each source contributes its first ``quotas[name]`` items (all of them when it has no quota). The fused
     score is reciprocal rank fusion, ``sum(1 / (RRF_K + rank + 1))``, so an item several sources agree on
-    rises; ties keep the order of first appearance (rank, then the order of ``lists``), then the item id.
+    rises; ties keep the order of first appearance (best rank, then the order of ``lists``). A source
+    repeating an item keeps its first rank only.
+
+    Vectorised: ids become integer codes through C-level ``map`` calls, ranks are fused with numpy, and the
+    kept candidates are built by ``tuple.__new__`` without running Python code per item.
 
     >>> out = merge_sources({"ann": [("a", .9), ("b", .8)], "popular": [("b", 50.), ("c", 40.)]}, {"popular": 1}, 10)
     >>> [(c.item_id, c.sources, c.source_ranks) for c in out]
     [('b', ('popular', 'ann'), (0, 1)), ('a', ('ann',), (0,))]
     """
-    first: dict[str, tuple[int, int, str]] = {}  # item -> (rank, priority, source) of its first hit
-    more: dict[str, list[tuple[int, int, str]]] = {}  # items several sources proposed: every hit
-    for prio, (name, ranked) in enumerate(lists.items()):
-        for rank, (item_id, _) in enumerate(ranked[: quotas.get(name, len(ranked))]):
-            hit = first.get(item_id)
-            if hit is None:
-                first[item_id] = (rank, prio, name)
-            elif hit[2] != name:  # a source repeating an item keeps its best (first) rank only
-                hits = more.setdefault(item_id, [hit])
-                if hits[-1][2] != name:
-                    hits.append((rank, prio, name))
-    for item_id, hits in more.items():
-        hits.sort()
-        first[item_id] = hits[0]
-    keyed = [(-_fused(item_id, hit, more), hit[0], hit[1], item_id) for item_id, hit in first.items()]
-    keyed.sort()
-    out = []
-    for neg, rank, _, item_id in keyed[:limit]:
-        several = more.get(item_id)
-        if several is None:
-            out.append(Candidate(item_id, (first[item_id][2],), (rank,), -neg))
-        else:
-            out.append(Candidate(item_id, tuple(n for _, _, n in several), tuple(r for r, _, _ in several), -neg))
-    return out
+    names = list(lists)
+    tops = [lists[n][: quotas.get(n, len(lists[n]))] for n in names]
+    hit_ids = [item_id for top in tops for item_id in map(_first, top)]
+    if not hit_ids:
+        return []
+    items = list(dict.fromkeys(hit_ids))
+    codes = dict(zip(items, range(len(items)), strict=True))
+    code = np.fromiter(map(codes.__getitem__, hit_ids), np.int64, len(hit_ids))
+    lens = np.array([len(t) for t in tops], dtype=np.int64)
+    prio = np.repeat(np.arange(len(names), dtype=np.int64), lens)
+    rank = np.arange(len(hit_ids), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+    _, first = np.unique(code * len(names) + prio, return_index=True)  # one hit per (item, source): its first
+    order = first[np.lexsort((prio[first], rank[first], code[first]))]  # per item, its hits best first
+    code, prio, rank = code[order], prio[order], rank[order]
+    fused = np.bincount(code, weights=1.0 / (RRF_K + 1 + rank), minlength=len(items))
+    start = np.searchsorted(code, np.arange(len(items)))
+    n_hits = np.bincount(code, minlength=len(items))
+    kept = np.lexsort((prio[start], rank[start], -fused))[:limit]
+    at, many = start[kept], n_hits[kept]
+    single = [(n,) for n in names]
+    sources = list(map(single.__getitem__, prio[at].tolist()))
+    ranks = list(map(_one, rank[at].tolist()))
+    several = np.flatnonzero(many > 1)
+    if several.size:  # items several sources proposed: their hits are consecutive from ``at``
+        src_all, rank_all = [names[p] for p in prio.tolist()], rank.tolist()
+        for j, lo, n in zip(several.tolist(), at[several].tolist(), many[several].tolist(), strict=True):
+            sources[j], ranks[j] = tuple(src_all[lo : lo + n]), tuple(rank_all[lo : lo + n])
+    rows = zip(map(items.__getitem__, kept.tolist()), sources, ranks, fused[kept].tolist(), strict=True)
+    return list(map(partial(tuple.__new__, Candidate), rows))
 
 
-def _fused(item_id: str, hit: tuple[int, int, str], more: Mapping[str, list[tuple[int, int, str]]]) -> float:
-    hits = more.get(item_id)
-    if hits is None:
-        return 1.0 / (RRF_K + 1 + hit[0])
-    return sum(1.0 / (RRF_K + 1 + r) for r, _, _ in hits)
+_first = itemgetter(0)
+
+
+def _one(rank: int) -> tuple[int]:
+    return (rank,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -42,7 +43,7 @@ class ItemVectors:
     def rows(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
         """Row of each id; unknown ids map to the zero row (``len(self.ids)``)."""
         missing = len(self.ids)
-        return np.fromiter((self.row.get(i, missing) for i in item_ids), dtype=np.int64, count=len(item_ids))
+        return np.fromiter(map(self.row.get, item_ids, repeat(missing)), dtype=np.int64, count=len(item_ids))
 
     def lookup(self, item_ids: Sequence[str], unit: bool = False) -> tuple[F32, Mask]:
         """Embeddings of ``item_ids`` (zeros where unknown) and which ones were found."""

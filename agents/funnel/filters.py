@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
+
+import numpy as np
+import numpy.typing as npt
 
 from agents.funnel.candidates import Candidate
+from state.item_columns import ItemColumns
 from state.items import ItemRecord
 from state.user_state import UserState
 from streams.records import ContextValue
 
 #: Filter names in the order they are tried; a dropped candidate is counted under the first that rejects it.
 FILTERS: tuple[str, ...] = ("exclude", "blocklist", "purchased", "seen", "unknown", "unavailable", "category", "price")
+_CODE = {name: n for n, name in enumerate(FILTERS)}
+_item_id = attrgetter("item_id")
+I64 = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,36 +72,28 @@ def _number(v: ContextValue | None) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Filtered:
-    """Kept candidates with their records (aligned), and how many each filter dropped."""
+    """Kept candidates with their records (aligned columns; iterating gives records), and drops per filter."""
 
     kept: list[Candidate]
-    records: list[ItemRecord | None]
+    records: ItemColumns
     dropped: dict[str, int]
 
 
-def _first_failure(
-    item_id: str, rec: ItemRecord | None, banned: Mapping[str, str], cons: Constraints, cfg: FilterConfig
-) -> str | None:
-    reason = banned.get(item_id)
-    if reason is not None:
-        return reason
-    if rec is None:
-        return "unknown" if cfg.drop_unknown else _constraint_failure(None, cons)
-    if not rec.available:
-        return "unavailable"
-    return _constraint_failure(rec, cons)
-
-
-def _constraint_failure(rec: ItemRecord | None, cons: Constraints) -> str | None:
+def _constraint_failures(cols: ItemColumns, cons: Constraints, reason: I64) -> None:
     # without a record neither category nor price can be confirmed, so a constrained request drops it
-    if cons.category is not None and (rec is None or rec.category != cons.category):
-        return "category"
+    open_ = reason < 0
+    if cons.category is not None:
+        wrong = ~cols.known | (np.asarray(cols.category, dtype=object) != cons.category)
+        reason[open_ & wrong] = _CODE["category"]
+        open_ = reason < 0
     if cons.min_price is None and cons.max_price is None:
-        return None
-    price = rec.price if rec is not None else None
-    too_low = cons.min_price is not None and (price is None or price < cons.min_price)
-    too_high = cons.max_price is not None and (price is None or price > cons.max_price)
-    return "price" if too_low or too_high else None
+        return
+    out = ~cols.known
+    if cons.min_price is not None:
+        out |= cols.price < cons.min_price
+    if cons.max_price is not None:
+        out |= cols.price > cons.max_price
+    reason[open_ & out] = _CODE["price"]
 
 
 def banned_ids(state: UserState | None, cons: Constraints, cfg: FilterConfig) -> dict[str, str]:
@@ -111,12 +111,14 @@ def banned_ids(state: UserState | None, cons: Constraints, cfg: FilterConfig) ->
 
 def apply_filters(
     cands: Sequence[Candidate],
-    records: Sequence[ItemRecord | None],
+    records: Sequence[ItemRecord | None] | ItemColumns,
     state: UserState | None,
     cons: Constraints,
     cfg: FilterConfig,
 ) -> Filtered:
     """Keep the candidates no filter rejects, in order; ``records`` is aligned with ``cands``.
+
+    Vectorised: one dictionary lookup per candidate for the id-based filters, numpy masks for the rest.
 
     >>> from state.items import ItemRecord as R
     >>> cs = [Candidate(i, ("popular",), (n,), 1.0) for n, i in enumerate("abcd")]
@@ -125,15 +127,26 @@ def apply_filters(
     >>> [c.item_id for c in out.kept], out.dropped
     (['a'], {'exclude': 1, 'unavailable': 1, 'price': 1})
     """
+    ids = list(map(_item_id, cands))
+    cols = records if isinstance(records, ItemColumns) else ItemColumns.from_records(ids, records)
     banned = banned_ids(state, cons, cfg)
-    kept: list[Candidate] = []
-    kept_recs: list[ItemRecord | None] = []
-    dropped: dict[str, int] = {}
-    for cand, rec in zip(cands, records, strict=True):
-        why = _first_failure(cand.item_id, rec, banned, cons, cfg)
-        if why is None:
-            kept.append(cand)
-            kept_recs.append(rec)
-        else:
-            dropped[why] = dropped.get(why, 0) + 1
-    return Filtered(kept, kept_recs, {f: dropped[f] for f in FILTERS if f in dropped})
+    reason = np.full(len(ids), -1, dtype=np.int64)
+    at = dict(zip(ids, range(len(ids)), strict=True)) if banned else {}
+    if banned and len(at) == len(ids):  # unique ids (merged candidates): find the few banned ones among them
+        for item, why in banned.items():
+            if (j := at.get(item)) is not None:
+                reason[j] = _CODE[why]
+    elif banned:
+        reason[:] = [_CODE[r] if (r := banned.get(i)) is not None else -1 for i in ids]
+    open_ = reason < 0
+    if cfg.drop_unknown:
+        reason[open_ & ~cols.known] = _CODE["unknown"]
+    reason[(reason < 0) & cols.known & ~cols.available] = _CODE["unavailable"]
+    _constraint_failures(cols, cons, reason)
+    keep = np.flatnonzero(reason < 0)
+    counts = np.bincount(reason[reason >= 0], minlength=len(FILTERS))
+    return Filtered(
+        [cands[j] for j in keep.tolist()],
+        cols.take(keep),
+        {f: int(counts[n]) for n, f in enumerate(FILTERS) if counts[n]},
+    )

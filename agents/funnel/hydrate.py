@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +13,7 @@ from models.ranker_features import SERVING_FEATURES, context_features
 from models.spec import TensorSpec
 from state.feature_config import FeatureConfig
 from state.features import USER_FEATURE_NAMES, category_affinity, negative_items, user_features
+from state.item_columns import ItemColumns
 from state.items import ItemRecord, RatePrior
 from state.user_state import UserState, new_user_state
 from streams.errors import ConfigError
@@ -80,12 +82,15 @@ class Hydrated:
     missing: dict[str, int]
 
 
-def item_block(records: Sequence[ItemRecord], now: float, prior: RatePrior = _PRIOR) -> F64:
-    """``ITEM_FEATURE_NAMES`` for every record, ``[N, 6]`` (vectorised ``item_features``)."""
-    n = len(records)
-    counts = np.array([r.counts.counts for r in records], dtype=np.float64).reshape(n, -1)
-    price = np.fromiter((r.price for r in records), dtype=np.float64, count=n)
-    created = np.fromiter((r.created_at for r in records), dtype=np.float64, count=n)
+def item_block(records: Sequence[ItemRecord] | ItemColumns, now: float, prior: RatePrior = _PRIOR) -> F64:
+    """``ITEM_FEATURE_NAMES`` for every record, ``[N, 6]`` (vectorised ``item_features``).
+
+    Rows of unknown items in :class:`ItemColumns` are those of an empty record (zeros), as in training.
+    """
+    if not isinstance(records, ItemColumns):
+        records = ItemColumns.from_records([r.item_id for r in records], records)
+    counts = records.counts.astype(np.float64)
+    price, created = records.price, records.created_at
     imp, clicks, buys = counts[:, 4], counts[:, 1], counts[:, 3]
     ctr = (clicks + prior.ctr_a) / (imp + prior.ctr_a + prior.ctr_b)
     cvr = (buys + prior.cvr_a) / (clicks + prior.cvr_a + prior.cvr_b)
@@ -104,15 +109,19 @@ def user_item_block(
     for ts, _, item in state.last_n:
         newest[item] = max(ts, newest.get(item, ts))
         times[item] = times.get(item, 0) + 1
-    negative = set(negative_items(state, now, cfg))
     n = len(item_ids)
-    mine = np.fromiter((aff.get(c, 0.0) for c in categories), dtype=np.float64, count=n)
-    count = np.fromiter((times.get(i, 0) for i in item_ids), dtype=np.float64, count=n)
-    last = np.fromiter((newest.get(i, -1) for i in item_ids), dtype=np.float64, count=n)
+    # The user touched a few dozen items at most: look those up among the candidates, not the reverse.
+    row = dict(zip(item_ids, range(n), strict=True))
+    mine = np.fromiter(map(aff.get, categories, repeat(0.0)), dtype=np.float64, count=n)
+    count, last, neg, bought = np.zeros(n), np.full(n, -1.0), np.zeros(n), np.zeros(n)
+    for item, c in times.items():
+        if (j := row.get(item)) is not None:
+            count[j], last[j] = c, newest[item]
+    for items, out in ((negative_items(state, now, cfg), neg), (state.purchased, bought)):
+        hit = [j for j in map(row.get, items) if j is not None]
+        out[hit] = 1.0
     since = np.where(count > 0, now - last / 1000.0, cfg.idle_ttl_s)
     share = mine / total if total > 0 else np.zeros(n)
-    neg = np.fromiter((i in negative for i in item_ids), dtype=np.float64, count=n)
-    bought = np.fromiter((i in state.purchased for i in item_ids), dtype=np.float64, count=n)
     return np.column_stack(
         [mine, share, (count > 0).astype(np.float64), count, np.minimum(since, cfg.idle_ttl_s), neg, bought]
     )
@@ -123,7 +132,7 @@ def hydrate(
     user_id: str,
     state: UserState | None,
     item_ids: Sequence[str],
-    records: Sequence[ItemRecord | None],
+    records: Sequence[ItemRecord | None] | ItemColumns,
     *,
     now: float,
     cfg: FeatureConfig,
@@ -135,16 +144,19 @@ def hydrate(
     ``tt_dot`` holds the two-tower scores (0 where ``tt_found`` is False or when absent).
     """
     n = len(item_ids)
+    cols = records if isinstance(records, ItemColumns) else ItemColumns.from_records(item_ids, records)
+    if len(cols) != n:
+        raise ValueError(f"{len(cols)} records for {n} items")
     missing = {"user_state": n if state is None else 0, "item_record": 0, "tt_dot": 0, "non_finite": 0}
     st = state if state is not None else new_user_state(user_id)
-    recs = [r if r is not None else ItemRecord(i, UNKNOWN_CATEGORY) for i, r in zip(item_ids, records, strict=True)]
-    missing["item_record"] = sum(r is None for r in records)
+    missing["item_record"] = int(n - cols.known.sum())
+    categories = [c if k else UNKNOWN_CATEGORY for c, k in zip(cols.category, cols.known.tolist(), strict=True)]
     user = user_features(st, now, cfg)
     full = np.empty((n, len(SERVING_FEATURES)), dtype=np.float64)
     nu = len(USER_FEATURE_NAMES)
     full[:, :nu] = np.array([user[k] for k in USER_FEATURE_NAMES])
-    full[:, nu : nu + 6] = item_block(recs, now)
-    full[:, nu + 6 : nu + 13] = user_item_block(st, item_ids, [r.category for r in recs], now, cfg)
+    full[:, nu : nu + 6] = item_block(cols, now)
+    full[:, nu + 6 : nu + 13] = user_item_block(st, item_ids, categories, now, cfg)
     dots = np.zeros(n) if tt_dot is None else np.asarray(tt_dot, dtype=np.float64)
     found = np.zeros(n, bool) if tt_dot is None else (np.ones(n, bool) if tt_found is None else tt_found)
     full[:, nu + 13] = np.where(found, dots, 0.0)

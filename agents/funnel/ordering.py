@@ -1,4 +1,8 @@
-"""Ordering: MMR diversity with category caps, epsilon-greedy exploration slots with exact propensities."""
+"""Ordering: MMR diversity with category caps, epsilon-greedy exploration slots with exact propensities.
+
+Thompson sampling over candidate sources lives in ``agents.funnel.thompson``; :func:`resolve_knobs` picks the
+policy a request runs with.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,19 @@ import numpy as np
 import numpy.typing as npt
 
 from streams.records import ContextValue
+from streams.settings import ExplorationPolicy
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
+POLICIES: tuple[ExplorationPolicy, ...] = ("epsilon", "thompson", "none")
+
 
 @dataclass(frozen=True, slots=True)
 class OrderingConfig:
-    """Defaults and the limits requests may move them within (``context`` keys ``mmr_lambda``, ``epsilon``).
+    """Defaults and the limits requests may move them within (``context`` keys ``mmr_lambda``, ``epsilon``,
+    ``exploration``: a policy name among ``allowed_policies``).
 
     ``explore_pool`` is how many of the best candidates outside the exploit list an exploration slot draws
     from (uniformly); ``category_cap`` is the most items of one category in a list (None: no cap).
@@ -31,10 +39,14 @@ class OrderingConfig:
     explore_pool: int = 50
     category_cap: int | None = None
     max_k: int = 100
+    policy: ExplorationPolicy = "epsilon"
+    allowed_policies: tuple[ExplorationPolicy, ...] = POLICIES
 
     def __post_init__(self) -> None:
         ok = (
-            0.0 <= self.min_lambda <= self.mmr_lambda <= self.max_lambda <= 1.0
+            self.policy in self.allowed_policies
+            and set(self.allowed_policies) <= set(POLICIES)
+            and 0.0 <= self.min_lambda <= self.mmr_lambda <= self.max_lambda <= 1.0
             and 0.0 <= self.epsilon <= self.max_epsilon <= 1.0
             and self.explore_pool >= 1
             and self.max_k >= 1
@@ -51,6 +63,7 @@ class Knobs:
     k: int
     mmr_lambda: float
     epsilon: float
+    policy: ExplorationPolicy = "epsilon"
 
 
 def _clamp(v: float, lo: float, hi: float) -> float:
@@ -58,16 +71,24 @@ def _clamp(v: float, lo: float, hi: float) -> float:
 
 
 def resolve_knobs(k: int, context: Mapping[str, ContextValue], cfg: OrderingConfig) -> Knobs:
-    """Request overrides clamped to the configured limits (non-numeric overrides are ignored).
+    """Request overrides clamped to the configured limits (non-numeric overrides and policies outside
+    ``allowed_policies`` are ignored).
 
-    >>> resolve_knobs(500, {"mmr_lambda": 0.1, "epsilon": "lots"}, OrderingConfig(epsilon=0.05))
-    Knobs(k=100, mmr_lambda=0.5, epsilon=0.05)
+    >>> cfg = OrderingConfig(epsilon=0.05, allowed_policies=("epsilon", "none"))
+    >>> resolve_knobs(500, {"mmr_lambda": 0.1, "epsilon": "lots", "exploration": "thompson"}, cfg)
+    Knobs(k=100, mmr_lambda=0.5, epsilon=0.05, policy='epsilon')
+    >>> resolve_knobs(5, {"exploration": "none"}, cfg).policy
+    'none'
     """
-    lam, eps = context.get("mmr_lambda"), context.get("epsilon")
+    lam, eps, pol = context.get("mmr_lambda"), context.get("epsilon"), context.get("exploration")
     lam_v = float(lam) if isinstance(lam, int | float) and not isinstance(lam, bool) else cfg.mmr_lambda
     eps_v = float(eps) if isinstance(eps, int | float) and not isinstance(eps, bool) else cfg.epsilon
+    policy = pol if pol in cfg.allowed_policies else cfg.policy
     return Knobs(
-        int(_clamp(k, 1, cfg.max_k)), _clamp(lam_v, cfg.min_lambda, cfg.max_lambda), _clamp(eps_v, 0.0, cfg.max_epsilon)
+        int(_clamp(k, 1, cfg.max_k)),
+        _clamp(lam_v, cfg.min_lambda, cfg.max_lambda),
+        _clamp(eps_v, 0.0, cfg.max_epsilon),
+        policy,
     )
 
 

@@ -38,6 +38,7 @@ class FunnelResult:
     n_candidates: int = 0
     kept: Filtered | None = None  # the filtered candidates, for shadow scoring of the same list
     values: npt.NDArray[np.float64] | None = None  # the model's value of each kept candidate (None: unranked)
+    n_ranked: int = 0
 
     @property
     def fallback(self) -> bool:

@@ -6,7 +6,7 @@ import asyncio
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -36,29 +36,27 @@ from agents.funnel.ordering import (
     resolve_knobs,
 )
 from agents.funnel.outcome import FunnelResult
+from agents.funnel.precomputed import PrecomputedTier, filter_precomputed, tier_result, top_up
 from agents.funnel.scoring import Ranker, ValueConfig
 from agents.funnel.sources import StaticSource, strongest_categories
+from agents.funnel.thompson import SourcePosteriors, thompson_slate
+from state.catalog_table import CatalogTable
 from state.feature_config import FeatureConfig
 from state.features import category_affinity
+from state.item_columns import ItemColumns
 from state.items import ItemRecord
 from state.store import OnlineFeatureStore
 from state.user_state import UserState
 from streams.errors import StreamrecError
 from streams.records import RecItem, RecommendRequest
+from streams.settings import DEFAULT_SOURCE_QUOTAS
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Embed = Callable[[UserState], F32 | None]
 
-DEFAULT_QUOTAS: Mapping[str, int] = {
-    "ann": 400,
-    "covisit": 150,
-    "category": 150,
-    "trending": 150,
-    "fresh": 50,
-    "popular": 200,
-}
+DEFAULT_QUOTAS: Mapping[str, int] = DEFAULT_SOURCE_QUOTAS
 
 
 @dataclass(frozen=True)
@@ -67,8 +65,11 @@ class FunnelConfig:
 
     ``reserve_ms``: when less than this is left of a request's budget before ordering, MMR and exploration
     are skipped (plain value order with caps). ``seed`` makes exploration reproducible per correlation id.
-    ``catalog_first``: take item records from the worker's local catalog and ask the store only for the
-    ones it lacks (saves the per-request decode of ~1,000 records; counters are as fresh as the catalog).
+    ``precomputed_within_ms``: when less than this is left of the budget at the start (or there is no ranker),
+    the user's precomputed list (``streamrec batch-score``) is served, filtered, before the pools; 0 turns the
+    deadline trigger off. ``catalog_first``: take item records from the worker's local catalog and ask the
+    store only for the ones it lacks (saves the per-request decode of ~1,000 records; counters are as fresh
+    as the catalog).
     """
 
     quotas: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
@@ -78,6 +79,7 @@ class FunnelConfig:
     surface_values: Mapping[str, ValueConfig] = field(default_factory=dict)
     ordering: OrderingConfig = field(default_factory=OrderingConfig)
     reserve_ms: float = 3.0
+    precomputed_within_ms: float = 0.0
     catalog_first: bool = False
     user_categories: int = 2
     seed: int = 0
@@ -128,7 +130,8 @@ class Funnel:
 
     ``ranker`` and ``plan`` come from the registry's champion (``set_model`` swaps them, ``None`` removes
     the model); ``vectors`` are the item embeddings of the same version (two-tower feature and MMR);
-    ``catalog`` is the worker's local item table, read when the store cannot answer. ``embed`` computes the
+    ``catalog`` is the worker's local item table, read when the store cannot answer; ``posteriors`` are the
+    worker's click/impression counts per source that Thompson sampling draws from. ``embed`` computes the
     session vector from the user's state (a version other than the champion: the store holds the champion's).
     """
 
@@ -143,11 +146,13 @@ class Funnel:
         vectors: ItemVectors | None = None,
         features: FeatureConfig | None = None,
         catalog: Mapping[str, ItemRecord] | None = None,
+        posteriors: SourcePosteriors | None = None,
         timer: Callable[[], float] = time.perf_counter,
         embed: Embed | None = None,
     ) -> None:
         self.config, self.store, self.sources = config, store, list(sources)
         self.embed = embed
+        self.posteriors = posteriors if posteriors is not None else SourcePosteriors()
         self.features = features or FeatureConfig()
         self.catalog = catalog if catalog is not None else {}
         self.timer = timer
@@ -168,18 +173,25 @@ class Funnel:
         budget_ms: float | None = None,
         fallback_items: Sequence[tuple[str, float]] = (),
         rng: np.random.Generator | None = None,
+        user_vectors: Mapping[str, F32] | None = None,
     ) -> FunnelResult:
         """Answer ``request`` for a user in ``state`` (None: new user) at wall-clock ``now``.
 
         ``budget_ms`` is what is left of the request's deadline; ``fallback_items`` (the worker's cached
-        popular list) is served when every source fails or is empty. Never raises for store or model
-        failures: those degrade the answer and are named in ``degraded``.
+        popular list) is served when every source fails or is empty. ``user_vectors``, when given, holds the
+        session embeddings read beforehand (batch scoring): the store is not asked. Never raises for store
+        or model failures: those degrade the answer and are named in ``degraded``.
         """
         run = _Run(self.timer, self.timer(), budget_ms)
         cons = Constraints.from_request(request.exclude, request.context)
         knobs = resolve_knobs(request.k, request.context, self.config.ordering)
-        ctx = await self._context(request.user_id, state, now, cons, run)
-        lists, counts, errors = await self._retrieve(ctx, fallback_items, run)
+        why = self._precomputed_reason(run)
+        tier = await self._precomputed(request.user_id, state, cons, run) if why else None
+        if why and tier is not None and len(tier.kept.kept) >= knobs.k:
+            run.lap("respond")
+            return tier_result(tier, knobs, stage_ms=run.stage_ms, degraded=[*run.degraded, why])
+        ctx = self._context(request.user_id, state, now, cons, run)
+        lists, counts, errors, ctx = await self._retrieve(ctx, fallback_items, run, user_vectors)
         cands = merge_sources(lists, self.config.quotas, self.config.candidate_limit)
         run.lap("merge")
         records = await self._records([c.item_id for c in cands], run)
@@ -192,7 +204,7 @@ class Funnel:
         )
         items = self._items(slate, kept, scored)
         run.lap("respond")
-        return FunnelResult(
+        result = FunnelResult(
             items=items,
             propensities=slate.propensities,
             explored=slate.explored,
@@ -209,7 +221,34 @@ class Funnel:
             n_candidates=len(cands),
             kept=kept,
             values=scored.values if scored.p_click is not None else None,
+            n_ranked=len(kept.kept),
         )
+        return top_up(tier, result, knobs.k, why) if why and tier is not None and tier.kept.kept else result
+
+    def _precomputed_reason(self, run: _Run) -> str | None:
+        """Why the precomputed tier is tried first (no model, or the deadline nearly spent), or None.
+
+        A retrieval-only version (item vectors, no ranker) ranks by its own two-tower score: that is a model.
+        """
+        if self.ranker is None and self.vectors is None:
+            return "no_ranker"
+        within = self.config.precomputed_within_ms
+        return "deadline" if within > 0 and run.rushed(within) else None
+
+    async def _precomputed(
+        self, user_id: str, state: UserState | None, cons: Constraints, run: _Run
+    ) -> PrecomputedTier | None:
+        try:
+            plist = await self.store.read_precomputed(user_id)
+        except StreamrecError:
+            run.degraded.append("source:precomputed")
+            return None
+        if plist is None:
+            return None
+        records = await self._records([i for i, _ in plist.items], run)
+        tier = filter_precomputed(plist, records, state, cons, self.config.filters)
+        run.lap("precomputed")
+        return tier
 
     def rescore(self, request: RecommendRequest, state: UserState | None, kept: Filtered, *, now: float) -> F64 | None:
         """This funnel's model's value of each of ``kept`` (another funnel's candidates); None when it cannot rank.
@@ -223,28 +262,51 @@ class Funnel:
         scored = self._score(request, ctx, kept, rows, now=now, run=run)
         return scored.values if scored.p_click is not None else None
 
-    async def _context(
+    def _context(
         self, user_id: str, state: UserState | None, now: float, cons: Constraints, run: _Run
     ) -> RetrievalContext:
-        vec = None
-        if state is not None and self.vectors is not None and self.embed is not None:
-            vec = self.embed(state)
-        elif state is not None and self.vectors is not None:
-            try:
-                vec = await self.store.read_user_vector(user_id)
-            except StreamrecError:
-                run.degraded.append("user_vector")
         cats: tuple[str, ...] = (cons.category,) if cons.category else ()
         if state is not None and self.config.user_categories:
             strong = strongest_categories(category_affinity(state, now, self.features), self.config.user_categories)
             cats += tuple(c for c in strong if c not in cats)
         run.lap("context")
-        return RetrievalContext(user_id, state, now, vec, cats, cons.exclude)
+        return RetrievalContext(user_id, state, now, None, cats, cons.exclude)
+
+    async def _user_vector(
+        self, ctx: RetrievalContext, run: _Run, user_vectors: Mapping[str, F32] | None
+    ) -> npt.NDArray[np.float32] | None:
+        """Read beforehand (batch scoring), embedded by this funnel's own tower (a pinned version), or stored."""
+        if self.vectors is None:
+            return None
+        if user_vectors is not None:
+            return user_vectors.get(ctx.user_id)
+        if ctx.state is None:
+            return None
+        if self.embed is not None:
+            return self.embed(ctx.state)
+        try:
+            return await self.store.read_user_vector(ctx.user_id)
+        except StreamrecError:
+            run.degraded.append("user_vector")
+            return None
 
     async def _retrieve(
-        self, ctx: RetrievalContext, fallback_items: Sequence[tuple[str, float]], run: _Run
-    ) -> tuple[dict[str, Scored], dict[str, int], dict[str, int]]:
-        got = await asyncio.gather(*(s.fetch(ctx) for s in self.sources), return_exceptions=True)
+        self,
+        ctx: RetrievalContext,
+        fallback_items: Sequence[tuple[str, float]],
+        run: _Run,
+        user_vectors: Mapping[str, F32] | None = None,
+    ) -> tuple[dict[str, Scored], dict[str, int], dict[str, int], RetrievalContext]:
+        """Every source at once; the session vector is read alongside the sources that do not need it
+        (``uses_vector`` false), so its round trip overlaps theirs. Returns the context with the vector."""
+        vector = asyncio.ensure_future(self._user_vector(ctx, run, user_vectors))
+
+        async def with_vector(source: CandidateSource) -> Scored:
+            return await source.fetch(replace(ctx, user_vector=await vector))
+
+        fetches = [with_vector(s) if getattr(s, "uses_vector", False) else s.fetch(ctx) for s in self.sources]
+        got = await asyncio.gather(*fetches, return_exceptions=True)
+        ctx = replace(ctx, user_vector=await vector)
         lists: dict[str, Scored] = {}
         errors: dict[str, int] = {}
         for source, out in zip(self.sources, got, strict=True):
@@ -258,23 +320,29 @@ class Funnel:
         if not any(lists.values()) and fallback_items:
             lists["fallback"] = await StaticSource(fallback_items).fetch(ctx)
         run.lap("retrieve")
-        return lists, {name: len(v) for name, v in lists.items()}, errors
+        return lists, {name: len(v) for name, v in lists.items()}, errors, ctx
 
-    async def _records(self, item_ids: list[str], run: _Run) -> list[ItemRecord | None]:
-        records: list[ItemRecord | None] = [None] * len(item_ids)
+    async def _records(self, item_ids: list[str], run: _Run) -> ItemColumns:
         ask = list(range(len(item_ids)))
+        cols = ItemColumns.empty(item_ids)
         if self.config.catalog_first:
-            records = [self.catalog.get(i) for i in item_ids]
-            ask = [j for j, r in enumerate(records) if r is None]
+            cols = self._local_columns(item_ids)
+            ask = np.flatnonzero(~cols.known).tolist()
         try:
-            got = await self.store.read_items([item_ids[j] for j in ask]) if ask else []
+            got = await self.store.read_item_columns([item_ids[j] for j in ask]) if ask else None
         except StreamrecError:
             run.degraded.append("items_store")
-            got = [self.catalog.get(item_ids[j]) for j in ask]
-        for j, rec in zip(ask, got, strict=True):
-            records[j] = rec
+            fallback = [item_ids[j] for j in ask]
+            got = ItemColumns.from_records(fallback, [self.catalog.get(i) for i in fallback])
+        if got is not None:
+            cols.fill(ask, got)
         run.lap("items")
-        return records
+        return cols
+
+    def _local_columns(self, item_ids: list[str]) -> ItemColumns:
+        if isinstance(self.catalog, CatalogTable):
+            return self.catalog.columns(item_ids)
+        return ItemColumns.from_records(item_ids, [self.catalog.get(i) for i in item_ids])
 
     def _score(
         self,
@@ -289,11 +357,16 @@ class Funnel:
         retrieval = np.array([c.score for c in kept.kept], dtype=np.float64)
         empty = np.zeros((0, len(self.plan.columns)), np.float32)
         if self.ranker is None or not kept.kept:
+            if self.ranker is None and kept.kept:
+                two_tower = self._two_tower_values(rows, ctx.user_vector)
+                if two_tower is not None:  # a retrieval-only version: its own score, as offline evaluation ranks
+                    run.lap("score")
+                    return _Scored(two_tower, None, None, empty)
             if self.ranker is None:
                 run.degraded.append("no_ranker")
             return _Scored(retrieval, None, None, empty)
         ids = [c.item_id for c in kept.kept]
-        dots, found = self._tt_dots(rows, ctx.user_vector)
+        dots, found = self.tt_dots(rows, ctx.user_vector)
         hyd = hydrate(
             self.plan,
             ctx.user_id,
@@ -312,12 +385,21 @@ class Funnel:
         except RankerError:
             run.degraded.append("ranker_error")
             return _Scored(retrieval, None, None, empty)
-        price = np.fromiter((r.price if r is not None else 0.0 for r in kept.records), np.float64, len(ids))
+        price = kept.records.price
         values = self.config.value_for(request.surface).value(p_click, p_purchase, price)
         run.lap("score")
         return _Scored(values, p_click, p_purchase, hyd.matrix)
 
-    def _tt_dots(self, rows: I64 | None, user_vec: F32 | None) -> tuple[F32 | None, npt.NDArray[np.bool_] | None]:
+    def _two_tower_values(self, rows: I64 | None, user_vec: F32 | None) -> F64 | None:
+        """The two-tower score of each candidate (items the version lacks rank below all others), or None."""
+        dots, found = self.tt_dots(rows, user_vec)
+        if dots is None or found is None or not found.any():
+            return None
+        values = dots.astype(np.float64)
+        values[~found] = float(values[found].min()) - 1.0  # finite, so MMR's scaling stays defined
+        return values
+
+    def tt_dots(self, rows: I64 | None, user_vec: F32 | None) -> tuple[F32 | None, npt.NDArray[np.bool_] | None]:
         if self.vectors is None or rows is None or user_vec is None or user_vec.shape[0] != self.vectors.dim:
             return None, None
         vecs, found = self.vectors.take(rows)
@@ -335,7 +417,7 @@ class Funnel:
         run: _Run,
     ) -> tuple[Slate, tuple[str, ...]]:
         cfg = self.config.ordering
-        cats = category_codes([r.category if r is not None else "" for r in kept.records]) if cfg.category_cap else None
+        cats = category_codes(kept.records.category) if cfg.category_cap else None
         rushed = run.rushed(self.config.reserve_ms)
         if rushed:
             run.degraded.append("deadline")
@@ -343,12 +425,18 @@ class Funnel:
         if not rushed and self.vectors is not None and rows is not None and knobs.mmr_lambda < 1.0:
             unit = self.vectors.take(rows, unit=True)[0]
         exploit = mmr(values, unit, knobs.k, 1.0 if rushed else knobs.mmr_lambda, cats=cats, cap=cfg.category_cap)
-        if rushed or knobs.epsilon <= 0.0:
+        if rushed or knobs.policy == "none" or (knobs.policy == "epsilon" and knobs.epsilon <= 0.0):
             slate = greedy_slate(exploit)
         else:
             gen = rng or np.random.default_rng([self.config.seed, zlib.crc32(correlation_id.encode())])
             pool = explore_pool(values, exploit, cfg.explore_pool)
-            slate = epsilon_greedy(exploit, pool, knobs.epsilon, gen, cats=cats, cap=cfg.category_cap)
+            if knobs.policy == "thompson":
+                ranked, names = [*exploit, *pool.tolist()], [c.source for c in kept.kept]
+                slate = thompson_slate(
+                    ranked, names, len(exploit), self.posteriors, gen, exploit=exploit, cats=cats, cap=cfg.category_cap
+                )
+            else:
+                slate = epsilon_greedy(exploit, pool, knobs.epsilon, gen, cats=cats, cap=cfg.category_cap)
         run.lap("order")
         return slate, (("mmr", "explore") if rushed else ())
 

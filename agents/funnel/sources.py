@@ -18,8 +18,11 @@ PoolKind = Literal["trending", "fresh", "popular", "category"]
 class AnnSource:
     """Nearest items to the user's session embedding (``ctx.user_vector``); nothing for users without one."""
 
+    uses_vector = True  # the funnel reads the session vector before calling this source, and only this one
+
     def __init__(self, index: AnnIndex, item_ids: Sequence[str], k: int = 300, name: str = "ann") -> None:
-        self.index, self.item_ids, self.k, self._name = index, tuple(item_ids), k, name
+        # ``item_ids`` is kept by reference: a live index (state.live_index) appends new items to it.
+        self.index, self.item_ids, self.k, self._name = index, item_ids, k, name
 
     @property
     def name(self) -> str:
@@ -29,10 +32,8 @@ class AnnSource:
         if ctx.user_vector is None or len(self.index) == 0:
             return []
         ids, scores = self.index.search(ctx.user_vector.reshape(1, -1), self.k)
-        n = len(self.item_ids)
-        return [
-            (self.item_ids[i], float(s)) for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if 0 <= i < n
-        ]
+        ok = (ids[0] >= 0) & (ids[0] < len(self.item_ids))
+        return list(zip(map(self.item_ids.__getitem__, ids[0][ok].tolist()), scores[0][ok].tolist(), strict=True))
 
 
 class CovisitSource:

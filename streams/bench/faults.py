@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from streams.bench.harness import isolated, simulated_lines
+from streams.bench.harness import isolated, private_redis, simulated_lines
 from streams.bench.serve import ServeLoad, open_loop, warmed_worker, with_trained_model
 from streams.settings import Settings
 
 FAULT_REDIS_PORT = 16392
-
-
-def private_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    """A throwaway Redis the benchmark may kill (never the shared one)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    exe = shutil.which("redis-server") or "redis-server"
-    return subprocess.Popen(  # noqa: S603 - fixed arguments
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )
 
 
 async def inject(seconds: float, redis: subprocess.Popen[bytes], champion: Path, log: list[dict[str, Any]]) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from agents.runtime import build_store
 from state.redis_store import RedisFeatureStore
 from streams.bench.harness import WorkerProcess, summarize_ms
 from streams.bench.ingest import SendLog, produce_paced, sample_watermarks, wait_handled
+from streams.bench.memory import memory_report, used_memory
 from streams.settings import Settings
 from streams.topics import topic_names
 
@@ -40,14 +40,6 @@ def visible_after(samples: Sequence[tuple[float, dict[int, int]]], log: SendLog)
     return out
 
 
-async def redis_bytes_per_user(settings: Settings, users: Sequence[str]) -> float:
-    store = RedisFeatureStore(settings.redis)
-    try:
-        return await store.bytes_per_user(list(users))
-    finally:
-        await store.close()
-
-
 async def run_freshness(
     settings: Settings,
     *,
@@ -55,13 +47,20 @@ async def run_freshness(
     paced: Sequence[bytes],
     rate: float,
     users: Sequence[str],
+    n_users: int,
     logs: Path,
 ) -> dict[str, Any]:
-    """Warm the worker with ``warm``, then stream ``paced`` at ``rate`` and time each event's visibility."""
+    """Warm the worker with ``warm``, then stream ``paced`` at ``rate`` and time each event's visibility.
+
+    ``settings.redis`` should be a private Redis: memory is then measured over ``n_users`` simulated
+    users (see ``streams.bench.memory``) with nobody else's keys in ``INFO memory``.
+    """
     names = topic_names(settings.kafka)
     servers = settings.kafka.bootstrap_servers
-    store = build_store(settings)
+    patient = settings.redis.model_copy(update={"socket_timeout_s": 10.0})  # the bench's bulk reads, not the worker's
+    store = RedisFeatureStore(patient, popularity_half_life_s=settings.features.popularity_half_life_s)
     try:
+        baseline = await used_memory(store)
         with WorkerProcess(settings, logs / f"{settings.worker.app_id}.log") as worker:
             await produce_paced(servers, names.events, warm, None)
             await wait_handled(store, names.events, len(warm), worker, timeout_s=300)
@@ -71,6 +70,7 @@ async def run_freshness(
             await wait_handled(store, names.events, len(warm) + len(paced), worker, timeout_s=120)
             stop.set()
             ages = visible_after(await sampler, log)
+        memory = await memory_report(store, users, n_users, baseline)
     finally:
         await store.close()
     summary = summarize_ms([a * 1000.0 for a in ages])
@@ -81,8 +81,7 @@ async def run_freshness(
         "p99_ms": summary["p99_ms"],
         "max_ms": summary["max_ms"],
         "sample_resolution_ms": 5.0,
-        "redis_bytes_per_user": round(await redis_bytes_per_user(settings, users), 1),
-        "users_measured": len(users),
+        **memory,
         "mean_age_ms": round(float(np.mean(ages)) * 1000.0, 3) if ages else None,
         "measured_at": time.time(),
     }

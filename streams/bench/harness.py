@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +31,39 @@ def isolated(settings: Settings, tag: str, **worker: Any) -> Settings:
     redis = settings.redis.model_copy(update={"key_prefix": run})
     metrics = settings.metrics.model_copy(update={"port": 0})  # a free port: several workers may run at once
     return settings.model_copy(update={"kafka": kafka, "worker": w, "redis": redis, "metrics": metrics})
+
+
+def private_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    """A throwaway Redis the benchmark may kill (never the shared one)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    exe = shutil.which("redis-server") or "redis-server"
+    return subprocess.Popen(  # noqa: S603 - fixed arguments
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the OS picks it), for a private server."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """Wait until a local server on ``port`` accepts connections; InfraError if ``proc`` exits or time runs out."""
+    end = time.perf_counter() + timeout_s
+    while time.perf_counter() < end:
+        if proc.poll() is not None:
+            raise InfraError(f"server for port {port} exited with {proc.returncode} (port taken?)")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+    raise InfraError(f"nothing listens on port {port} after {timeout_s:.0f} s")
 
 
 def summarize_ms(samples: Sequence[float]) -> dict[str, float]:
@@ -87,6 +123,20 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU the worker has used so far (Linux ``/proc``; None elsewhere or once exited).
+
+        On a machine shared with other work, events per CPU-second is the worker's capacity; events
+        per wall-second is only what it got of the cores.
+        """
+        if self.proc is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -132,3 +182,12 @@ def user_ids(lines: Sequence[bytes]) -> list[str]:
     ['u1', 'u2']
     """
     return sorted({line.split(b'"user_id":"', 1)[1].split(b'"', 1)[0].decode() for line in lines})
+
+
+def engaged_users(lines: Sequence[bytes]) -> list[str]:
+    """The distinct users with at least one event other than an impression (those have a session vector).
+
+    >>> engaged_users([b'{"type":"impression","user_id":"u1"}', b'{"type":"click","user_id":"u2"}'])
+    ['u2']
+    """
+    return user_ids([line for line in lines if b'"type":"impression"' not in line])

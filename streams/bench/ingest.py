@@ -98,11 +98,26 @@ def lag_series(samples: Sequence[tuple[float, dict[int, int]]], log: SendLog) ->
     return out
 
 
-async def wait_handled(
+@dataclass
+class Drain:
+    """Progress of a backlog drain: first progress and completion (wall time, worker CPU), handled at first."""
+
+    t0: float
+    t1: float
+    handled_at_t0: int
+    cpu0: float | None = None
+    cpu1: float | None = None
+
+    def rate(self, total: int) -> float:
+        """Events per wall-second from first progress to the end of ``total`` events."""
+        return (total - self.handled_at_t0) / max(self.t1 - self.t0, 1e-9)
+
+
+async def wait_drained(
     store: OnlineFeatureStore, source: str, total: int, worker: WorkerProcess, timeout_s: float
-) -> tuple[float, float, int]:
-    """Poll until ``total`` messages are handled; return (first progress time, done time, handled at first)."""
-    first: tuple[float, int] | None = None
+) -> Drain:
+    """Poll until ``total`` messages are handled, noting when progress started and the worker's CPU then."""
+    first: tuple[float, int, float | None] | None = None
     end = time.perf_counter() + timeout_s
     while time.perf_counter() < end:
         if not worker.alive():
@@ -110,18 +125,37 @@ async def wait_handled(
         handled = sum(o + 1 for o in (await store.applied_offsets(source)).values())
         now = time.perf_counter()
         if handled and first is None:
-            first = (now, handled)
+            first = (now, handled, worker.cpu_seconds())
         if handled >= total:
             assert first is not None
-            return first[0], now, first[1]
+            return Drain(first[0], now, first[1], first[2], worker.cpu_seconds())
         await asyncio.sleep(0.02)
     raise RuntimeError(f"worker handled fewer than {total} events within {timeout_s:.0f} s; see {worker.log_path}")
 
 
+async def wait_handled(
+    store: OnlineFeatureStore, source: str, total: int, worker: WorkerProcess, timeout_s: float
+) -> tuple[float, float, int]:
+    """Poll until ``total`` messages are handled; return (first progress time, done time, handled at first)."""
+    d = await wait_drained(store, source, total, worker, timeout_s)
+    return d.t0, d.t1, d.handled_at_t0
+
+
 async def run_ingest(
-    settings: Settings, backlog: Sequence[bytes], paced: Sequence[bytes], rate: float, logs: Path
+    settings: Settings,
+    backlog: Sequence[bytes],
+    paced: Sequence[bytes],
+    rate: float,
+    logs: Path,
+    *,
+    seconds: float = 20.0,
+    share: float = 0.8,
 ) -> dict[str, Any]:
-    """Capacity from draining ``backlog``; lag while ``paced`` arrives at ``rate``; the bare ceiling alongside."""
+    """Capacity from draining ``backlog``; lag while ``paced`` arrives at ``rate``; the bare ceiling alongside.
+
+    ``rate`` 0 means ``share`` of the drain rate just measured (the lag phase then runs ``seconds`` long
+    and takes the first events of ``paced``, which must hold enough of them).
+    """
     names = topic_names(settings.kafka)
     servers = settings.kafka.bootstrap_servers
     await produce_paced(servers, names.events, backlog, None)
@@ -129,7 +163,10 @@ async def run_ingest(
     store = build_store(settings)
     try:
         with WorkerProcess(settings, logs / f"{settings.worker.app_id}.log") as worker:
-            t0, t1, h0 = await wait_handled(store, names.events, len(backlog), worker, timeout_s=300)
+            drain = await wait_drained(store, names.events, len(backlog), worker, timeout_s=300)
+            if rate <= 0:
+                rate = round(share * drain.rate(len(backlog)), 1)
+                paced = paced[: int(rate * seconds)]
             stop = asyncio.Event()
             sampler = asyncio.create_task(sample_watermarks(store, names.events, stop))
             log, achieved = await produce_paced(servers, names.events, paced, rate)
@@ -140,7 +177,8 @@ async def run_ingest(
         await store.close()
     lags_sorted = sorted(lags) or [0.0]
     return {
-        "events_per_s": round((len(backlog) - h0) / max(t1 - t0, 1e-9), 1),
+        "events_per_s": round(drain.rate(len(backlog)), 1),
+        **_cpu_figures(drain, len(backlog)),
         "backlog_events": len(backlog),
         "lag_phase": {"target_rate": rate, "achieved_rate": round(achieved, 1), "events": len(paced)},
         "max_lag_s": round(lags_sorted[-1], 4),
@@ -152,4 +190,16 @@ async def run_ingest(
             "partitions": settings.kafka.partitions,
             "store": settings.worker.store,
         },
+    }
+
+
+def _cpu_figures(drain: Drain, backlog: int) -> dict[str, Any]:
+    """The drain's worker CPU: seconds used, events per CPU-second, and the share of one core it got."""
+    if drain.cpu0 is None or drain.cpu1 is None or drain.cpu1 <= drain.cpu0:
+        return {}
+    cpu = drain.cpu1 - drain.cpu0
+    return {
+        "events_per_cpu_s": round((backlog - drain.handled_at_t0) / cpu, 1),
+        "worker_cpu_s": round(cpu, 2),
+        "worker_core_share": round(cpu / max(drain.t1 - drain.t0, 1e-9), 3),
     }

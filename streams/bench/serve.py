@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from agents.runtime import build_store
 from streams.admin import delete_topics, ensure_topics
-from streams.bench.harness import WorkerProcess, isolated, simulated_lines, summarize_ms, wait_until_serving
+from streams.bench.catalog import build_big_catalog
+from streams.bench.harness import (
+    WorkerProcess,
+    engaged_users,
+    free_port,
+    isolated,
+    private_redis,
+    simulated_lines,
+    summarize_ms,
+    wait_listening,
+    wait_until_serving,
+)
 from streams.bench.ingest import produce_paced, wait_handled
 from streams.client import RecClient
-from streams.errors import RequestTimeoutError
-from streams.settings import Settings
+from streams.errors import InfraError, RequestTimeoutError
+from streams.settings import ServingSettings, Settings
 from streams.topics import topic_names, topic_specs
 
 
@@ -26,6 +39,7 @@ async def open_loop(
     """Send ``rps`` requests per second for ``seconds`` regardless of replies; measure each round trip."""
     latencies: list[float] = []
     stages: dict[str, list[float]] = {}
+    sizes: dict[str, list[int]] = {"candidates": [], "ranked": []}
     counts = {"requests": 0, "errors": 0, "timeouts": 0, "fallbacks": 0}
 
     async def one(i: int) -> None:
@@ -40,6 +54,8 @@ async def open_loop(
             stages.setdefault(stage, []).append(ms)
         counts["errors"] += resp.error is not None
         counts["fallbacks"] += resp.fallback
+        sizes["candidates"].append(resp.candidates)
+        sizes["ranked"].append(resp.ranked)
 
     tasks: list[asyncio.Task[None]] = []
     start, n = time.perf_counter(), int(rps * seconds)
@@ -60,6 +76,8 @@ async def open_loop(
             name: {k: v for k, v in summarize_ms(ms).items() if k in ("p50_ms", "p99_ms")}
             for name, ms in sorted(stages.items())
         },
+        **{f"{name}_p50": float(np.median(v)) if v else 0.0 for name, v in sizes.items()},
+        **{f"{name}_min": min(v, default=0) for name, v in sizes.items()},
     }
 
 
@@ -101,10 +119,36 @@ class ServeLoad:
     warm_events: int
     users: int
     items: int
+    candidates: int | None = None  # None: the serving settings' candidate limit and ANN size
+    world_items: int = 20_000  # items the simulated users interact with; the rest of ``items`` is long tail
+    history_only: bool = False  # ask only for users who engaged (session vector: ANN, co-visitation)
+
+    @property
+    def simulated_items(self) -> int:
+        return min(self.items, self.world_items)
+
+    @property
+    def big_catalog(self) -> bool:
+        return self.items > self.world_items
+
+    def serving(self, serving: ServingSettings) -> ServingSettings:
+        """Serving settings producing ``candidates`` merged candidates: ANN asks for three quarters of them,
+        the pools and co-visitation (up to ``source_quotas``) fill the rest, the merge cuts at the limit."""
+        if self.candidates is None:
+            return serving
+        ann = max(1, self.candidates * 3 // 4)
+        quotas = {**serving.source_quotas, "ann": ann}
+        return serving.model_copy(update={"candidate_limit": self.candidates, "ann_k": ann, "source_quotas": quotas})
 
     def user_of(self, i: int) -> str:
         """The i-th request's user: a fixed stride through the simulated users."""
         return f"u{(i * 7919) % self.users}"
+
+    def users_from(self, active: Sequence[str]) -> Callable[[int], str]:
+        """With ``history_only``, the same stride through ``active`` (users who engaged during the warm-up)."""
+        if not self.history_only or not active:
+            return self.user_of
+        return lambda i: active[(i * 7919) % len(active)]
 
 
 @asynccontextmanager
@@ -122,6 +166,7 @@ async def warmed_worker(
         await produce_paced(settings.kafka.bootstrap_servers, names.items, catalog, None)
         await produce_paced(settings.kafka.bootstrap_servers, names.events, events, None)
         with WorkerProcess(settings, logs / f"{settings.worker.app_id}.log") as worker:
+            await wait_handled(store, names.items, len(catalog), worker, timeout_s=900)
             await wait_handled(store, names.events, len(events), worker, timeout_s=300)
             async with RecClient(settings) as client:
                 await wait_until_serving(client, worker)
@@ -131,17 +176,59 @@ async def warmed_worker(
         await delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)])
 
 
+def worker_memory_mb(worker: WorkerProcess) -> dict[str, float]:
+    """Resident and peak resident memory of the worker process (Linux ``/proc``), in MiB."""
+    if worker.proc is None:
+        return {}
+    out: dict[str, float] = {}
+    for line in Path(f"/proc/{worker.proc.pid}/status").read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[{"VmRSS": "rss_mb", "VmHWM": "peak_rss_mb"}[key]] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
 async def run_serve(base: Settings, load: ServeLoad, *, logs: Path, train: str | None = "tiny") -> dict[str, Any]:
-    """Warm a worker with simulated traffic, load it open-loop, then measure the echo floor at the same rate."""
+    """Warm a worker with simulated traffic, load it open-loop, then measure the echo floor at the same rate.
+
+    A catalog larger than the simulated world streams through the items topic like any catalog, into a
+    private Redis (a million item keys would crowd the shared one); it needs a model: the champion is
+    re-indexed over the whole catalog.
+    """
     settings = isolated(base, "bench-serve")
+    settings = settings.model_copy(update={"serving": load.serving(settings.serving)})
+    work = logs / settings.worker.app_id
     events, catalog = simulated_lines(
-        load.warm_events, seed=5, n_users=load.users, n_items=load.items, start=time.time() - 3600
+        load.warm_events, seed=5, n_users=load.users, n_items=load.simulated_items, start=time.time() - 3600
     )
-    if train is not None:
-        settings = with_trained_model(settings, events, catalog, train, logs / settings.worker.app_id)
-    async with warmed_worker(settings, events, catalog, logs) as (client, _):
-        await open_loop(client, load.rps, min(3.0, load.seconds), load.user_of, load.k)  # warm-up
-        res = await open_loop(client, load.rps, load.seconds, load.user_of, load.k)
+    redis = None
+    if load.big_catalog:
+        if train is None:
+            raise InfraError("a catalog larger than the simulated world needs a model (--train tiny|default)")
+        port = free_port()
+        redis = private_redis(port, work / "redis")
+        url = f"redis://127.0.0.1:{port}/0"
+        settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
+    try:
+        if redis is not None:
+            await wait_listening(port, redis)
+        if train is not None:
+            settings = with_trained_model(settings, events, catalog, train, work)
+        built = None
+        if load.big_catalog:
+            tail, built = await build_big_catalog(settings, catalog, load.items, load.world_items)
+            catalog = catalog + tail
+        started = time.perf_counter()
+        async with warmed_worker(settings, events, catalog, logs) as (client, worker):
+            warm_s = time.perf_counter() - started
+            user_of = load.users_from(engaged_users(events))
+            await open_loop(client, load.rps, min(3.0, load.seconds), user_of, load.k)  # warm-up
+            res = await open_loop(client, load.rps, load.seconds, user_of, load.k)
+            memory = worker_memory_mb(worker)
+    finally:
+        if redis is not None:
+            redis.kill()
+            redis.wait()
     echo = await measure_echo(base, load.rps, load.seconds, logs)
     return {
         "benchmark": "serve",
@@ -150,8 +237,17 @@ async def run_serve(base: Settings, load: ServeLoad, *, logs: Path, train: str |
         "k": load.k,
         "warm_events": len(events),
         "items": load.items,
+        "simulated_items": load.simulated_items,
+        "candidate_limit": settings.serving.candidate_limit,
+        "ann_k": settings.serving.ann_k,
+        "concurrency": settings.serving.concurrency,
+        "faiss_threads": settings.serving.faiss_threads,
         "model": train or "none",
+        "requested_users": "with history" if load.history_only else "all simulated",
         **res,
+        "worker_memory": memory,
+        "warm_up_s": round(warm_s, 1),  # catalog and events through the broker into the worker and the store
+        **({"catalog": built} if built is not None else {}),
         "baseline": echo,
         "p99_over_echo_p99": round(res["p99_ms"] / max(echo["echo_p99_ms"], 1e-9), 2),
     }

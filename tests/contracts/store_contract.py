@@ -9,6 +9,7 @@ from state.feature_config import EventView, FeatureConfig
 from state.features import apply_events, encode_state, new_user_state
 from state.items import ItemCounts, ItemRecord
 from state.popularity import epoch, generation, popularity_increments
+from state.precomputed import PrecomputedList
 from state.store import CovisitUpdate, DecayedUpdate, DecaySpec, OnlineFeatureStore, PoolUpdate, WriteBatch
 
 T0 = 1_700_000_000.0
@@ -166,6 +167,77 @@ class StoreContract:
         (rec,) = await store.read_items(["a"])
         assert rec is not None and rec.counts.clicks == 1
         assert await store.top_popular(3, T0) == [("a", pytest.approx(2.0))]
+
+    @pytest.mark.asyncio
+    async def test_scan_users_pages_through_every_user_and_nothing_else(self, store: OnlineFeatureStore) -> None:
+        users = {f"user{j:03d}": new_user_state(f"user{j:03d}") for j in range(57)}
+        vec = np.ones(8, np.float32)
+        await store.write_batch(
+            WriteBatch(
+                "events",
+                users=users,
+                user_vectors={"only-vector": vec, "user001": vec},
+                items={"u:fake": item("u:fake")},
+            )
+        )
+        await store.write_precomputed([PrecomputedList("not-a-state", (("a", 1.0),), "v1", "j", T0)], 60)
+        seen: list[str] = []
+        cursor, pages = None, 0
+        while True:
+            cursor, page = await store.scan_users(cursor, 10)
+            seen += page
+            pages += 1
+            if cursor is None:
+                break
+            # the count is a hint of keys looked at: a Redis shared with other prefixes needs many pages
+            assert pages < 1_000_000, "scan does not terminate"
+        assert set(seen) == set(users) and len(seen) >= len(users)
+        assert pages >= 2  # the hint was honoured: 57 users did not come back in one page of 10
+        with pytest.raises(ValueError, match="count"):
+            await store.scan_users(None, 0)
+
+    @pytest.mark.asyncio
+    async def test_scan_of_an_empty_store_ends(self, store: OnlineFeatureStore) -> None:
+        cursor, seen = None, []
+        for _ in range(10_000):
+            cursor, page = await store.scan_users(cursor, 100)
+            seen += page
+            if cursor is None:
+                break
+        assert cursor is None and seen == []
+
+    @pytest.mark.asyncio
+    async def test_read_many_users_and_vectors_aligned(self, store: OnlineFeatureStore) -> None:
+        states = {u: user_with_events(u, n) for u, n in (("a", 1), ("b", 3), ("c", 7))}
+        vecs = {"a": np.full(16, 0.5, np.float32), "c": np.linspace(0, 1, 16, dtype=np.float32)}
+        await store.write_batch(WriteBatch("events", users=states, user_vectors=vecs))  # type: ignore[arg-type]
+        got = await store.read_users(["c", "zz", "a", "b"])
+        assert got[1] is None
+        assert [encode_state(g) for g in (got[0], got[2], got[3]) if g is not None] == [
+            encode_state(states[u])
+            for u in ("c", "a", "b")  # type: ignore[arg-type]
+        ]
+        v = await store.read_user_vectors(["a", "b", "c"])
+        assert v[1] is None and v[0] is not None and v[2] is not None
+        np.testing.assert_allclose(v[0], vecs["a"], atol=1e-3)
+        np.testing.assert_allclose(v[2], vecs["c"], atol=1e-3)
+        assert await store.read_users([]) == [] and await store.read_user_vectors([]) == []
+
+    @pytest.mark.asyncio
+    async def test_precomputed_lists_round_trip_and_replace(self, store: OnlineFeatureStore) -> None:
+        first = PrecomputedList("u1", (("a", 3.5), ("b", 1.25)), "v0001", "job1", T0)
+        other = PrecomputedList("u2", (), "v0001", "job1", T0)
+        await store.write_precomputed([first, other], 3600)
+        assert await store.read_precomputed("u1") == first
+        assert await store.read_precomputed("u2") == other
+        assert await store.read_precomputed("u3") is None
+        newer = PrecomputedList("u1", (("c", 9.0),), "v0002", "job2", T0 + 60)
+        await store.write_precomputed([newer], 3600)
+        assert await store.read_precomputed("u1") == newer
+        await store.write_precomputed([], 3600)  # nothing to write is not an error
+        with pytest.raises(ValueError, match="TTL"):
+            await store.write_precomputed([first], 0)
+        assert await store.read_user("u1") is None  # a list is not user state
 
     @pytest.mark.asyncio
     async def test_ping_and_close(self, store: OnlineFeatureStore) -> None:

@@ -103,3 +103,22 @@ def test_arms_pinning_a_version_that_is_not_loaded_are_refused_at_start_up(tmp_p
         Runtime(settings=settings, store=MemoryFeatureStore())
     with pytest.raises(ConfigError, match="arm pins model v0002, which cannot be loaded"):
         Runtime.build(settings)
+
+
+async def test_clicks_on_a_served_list_update_the_thompson_posteriors(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime.popular = [("i1", 3.0), ("i2", 2.0), ("i3", 1.0)]
+    app = create_app(runtime.settings, runtime)
+    app.finalize()
+    capture_sends(monkeypatch)
+    request = {"correlation_id": "c1", "user_id": "bob", "k": 2, "context": {"exploration": "thompson"}}
+    async with app.agents["serve"].test_context() as agent:
+        await agent.put(orjson.dumps(request), key=b"bob")
+    assert runtime.posteriors.impressions == {"fallback": 2} and runtime.posteriors.clicks == {}
+    click = orjson.loads(event(1, "bob", "i2", "click"))
+    async with app.agents["events"].test_context() as agent:
+        await agent.put(orjson.dumps({**click, "request_id": "c1"}), key=b"bob")
+        await agent.put(orjson.dumps({**click, "event_id": "bob-9", "request_id": "other"}), key=b"bob")
+    assert runtime.posteriors.clicks == {"fallback": 1}
+    assert runtime.posteriors.params(["fallback"]) == ([2.0], [2.0])

@@ -51,8 +51,9 @@ async def _produce(settings: Settings, topic: str, partitions: int, base_ms: int
 
 
 async def _commit(settings: Settings, group: str, topic: str) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, group_id=group,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         consumer.assign([TopicPartition(topic, p) for p in COMMITS])
@@ -61,8 +62,9 @@ async def _commit(settings: Settings, group: str, topic: str) -> None:
         await consumer.stop()
 
 
-async def _broker_view(settings: Settings, group: str, tps: list[TopicPartition]) -> tuple[dict[TopicPartition, int],
-                                                                                           dict[TopicPartition, int]]:
+async def _broker_view(
+    settings: Settings, group: str, tps: list[TopicPartition]
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
     await admin.start()
@@ -128,8 +130,12 @@ async def _exporter_serves(settings: Settings, group: str, topic: str, expected:
     assert registry.get_sample_value("streamrec_lag_exporter_up") == 1.0
     with serve_metrics(registry, 0) as server:
         text = _scrape(server.port)
-    scraped = {(s.name, s.labels.get("partition")): s.value
-               for fam in text_string_to_metric_families(text) for s in fam.samples if s.labels.get("group") == group}
+    scraped = {
+        (s.name, s.labels.get("partition")): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.labels.get("group") == group
+    }
     assert scraped[("streamrec_consumer_end_offset", "3")] == 10.0
     assert ("streamrec_consumer_committed_offset", "3") not in scraped  # never committed
     assert [r.lag_messages for r in polls[0].rows] == [r.lag_messages for r in expected.rows]

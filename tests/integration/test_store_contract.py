@@ -14,8 +14,9 @@ from redis import exceptions as rexc
 
 from state.errors import StoreUnavailable
 from state.features import new_user_state
+from state.items import ItemCounts, ItemRecord
 from state.memory_store import MemoryFeatureStore
-from state.redis_store import RedisFeatureStore
+from state.redis_store import RedisFeatureStore, glob_escape
 from state.store import WriteBatch
 from streams.settings import RedisSettings
 from tests.contracts.store_contract import T0, StoreContract
@@ -81,8 +82,33 @@ async def test_write_is_one_transaction(store: RedisFeatureStore) -> None:
     store.client.pipeline = spy  # type: ignore[method-assign,assignment]
     users = {f"u{i}": new_user_state(f"u{i}") for i in range(200)}
     await store.write_batch(WriteBatch("events", offsets={0: 1}, users=users))
-    await store.read_items([f"i{i}" for i in range(500)])
+    await store.read_user("u1")
     assert sent == [[True], [False]]
+
+
+@pytest.mark.asyncio
+async def test_reading_many_items_is_one_round_trip(store: RedisFeatureStore) -> None:
+    items = {f"i{i}": ItemRecord(f"i{i}", "c", price=float(i)) for i in range(0, 3000, 2)}
+    await store.write_batch(WriteBatch("items", items=items, item_counts={"i4": ItemCounts((1, 2, 3, 4, 5))}))
+    ids = [f"i{i}" for i in range(3000)]
+    checkouts: list[object] = []
+    pool = store.client.connection_pool
+    real = pool.get_connection
+
+    async def spy(*args: object, **kwargs: object) -> object:
+        checkouts.append(args)
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    pool.get_connection = spy  # type: ignore[method-assign]
+    got = await store.read_items(ids)
+    cols = await store.read_item_columns(ids)
+    assert len(checkouts) == 2  # one connection, one write, six replies per read
+    assert cols.records() == got
+    assert [r is None for r in got] == [i % 2 == 1 for i in range(3000)]
+    assert got[4] == ItemRecord("i4", "c", price=4.0, counts=ItemCounts((1, 2, 3, 4, 5)))
+    assert got[2999] is None and got[2998] is not None and got[2998].counts == ItemCounts()
+    odd = [*ids[:3], "x\0y", "é"]
+    assert [r.item_id if r else None for r in await store.read_items(odd)] == ["i0", None, "i2", None, None]
 
 
 @pytest.mark.asyncio
@@ -148,3 +174,33 @@ async def test_redis_bytes_per_active_user_within_1kb(store: RedisFeatureStore) 
     per_user = await store.bytes_per_user(ids)
     assert len(ids) > 5_000
     assert per_user <= 1024, f"{per_user:.0f} bytes per active user over {len(ids)} users"
+
+
+@pytest.mark.asyncio
+async def test_scan_treats_the_prefix_literally_and_lists_no_other_prefix(redis_url: str) -> None:
+    from state.precomputed import PrecomputedList
+
+    tag = secrets.token_hex(4)
+    glob = RedisFeatureStore(RedisSettings(url=redis_url, key_prefix=f"t*{tag}[x]"))
+    plain = RedisFeatureStore(RedisSettings(url=redis_url, key_prefix=f"tA{tag}x"))
+    try:
+        await glob.write_batch(WriteBatch("events", users={"mine": new_user_state("mine")}))
+        await plain.write_batch(WriteBatch("events", users={"theirs": new_user_state("theirs")}))
+        await glob.write_precomputed([PrecomputedList("mine", (("a", 1.0),), "v1", "j", T0)], 120)
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            cursor, page = await glob.scan_users(cursor, 1000)
+            seen += page
+            if cursor is None:
+                break
+        assert seen == ["mine"]
+        ttl = await glob.client.ttl(glob.keys.precomputed("mine"))
+        assert 110 <= ttl <= 120
+        assert glob.keys.precomputed("mine") == f"t*{tag}[x]:v1:rec:mine"
+    finally:
+        for s in (glob, plain):
+            keys = [k async for k in s.client.scan_iter(match=glob_escape(s.keys.root) + "*", count=1000)]
+            if keys:
+                await s.client.delete(*keys)
+            await s.close()

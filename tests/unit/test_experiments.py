@@ -48,8 +48,14 @@ def test_config_is_validated() -> None:
         ExperimentSettings(active=(_exp(), _exp()))
     with pytest.raises(ValidationError):
         _exp().model_copy().__setattr__("name", "other")
-    exp = Experiment(name="e", variants=(Variant(name="a", share=0.1), Variant(name="b", share=0.2),
-                                         Variant(name="c", share=0.7, value_formula="click", epsilon=0.1)))
+    exp = Experiment(
+        name="e",
+        variants=(
+            Variant(name="a", share=0.1),
+            Variant(name="b", share=0.2),
+            Variant(name="c", share=0.7, value_formula="click", epsilon=0.1),
+        ),
+    )
     assert exp.control.name == "a"
     assert exp.variant("c").value_formula == "click"
     with pytest.raises(ConfigError, match="no variant 'd'"):
@@ -59,7 +65,8 @@ def test_config_is_validated() -> None:
 def test_settings_read_experiments_from_json() -> None:
     s = ExperimentSettings.model_validate_json(
         '{"active": [{"name": "e", "variants": [{"name": "control", "share": 0.5},'
-        ' {"name": "v2", "share": 0.5, "model_version": "v2", "mmr_lambda": 0.6}]}]}')
+        ' {"name": "v2", "share": 0.5, "model_version": "v2", "mmr_lambda": 0.6}]}]}'
+    )
     assert s.active[0].variant("v2").model_version == "v2"
     assert variant_label(s.active[0], s.active[0].variant("v2")) == "e:v2"
 
@@ -81,8 +88,9 @@ def test_bucketing_is_independent_across_experiments() -> None:
 
 
 def test_bucketing_is_the_same_in_another_process() -> None:
-    code = ("from agents.experiments import bucket; "
-            "print(' '.join(repr(bucket('ranker-v2', f'u{i}')) for i in range(5)))")
+    code = (
+        "from agents.experiments import bucket; print(' '.join(repr(bucket('ranker-v2', f'u{i}')) for i in range(5)))"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split() == [repr(bucket("ranker-v2", f"u{i}")) for i in range(5)]
@@ -98,17 +106,36 @@ def _imp(cid: str, variant: str) -> Impression:
 
 
 def _ev(n: int, kind: str, request_id: str | None, price: float | None = None) -> Event:
-    return Event(event_id=f"e{n}", type=kind, user_id="u", item_id="i", request_id=request_id,
-                 price=price, ts=datetime(2024, 1, 1, tzinfo=UTC))
+    return Event(
+        event_id=f"e{n}",
+        type=kind,
+        user_id="u",
+        item_id="i",
+        request_id=request_id,
+        price=price,
+        ts=datetime(2024, 1, 1, tzinfo=UTC),
+    )
 
 
 def _example() -> tuple[list[Impression], list[Event]]:
     imps = [_imp(f"c{i}", "e:control") for i in range(1, 5)] + [_imp(f"t{i}", "e:v2") for i in range(1, 6)]
     imps.append(_imp("c1", "e:v2"))  # a duplicate log line keeps its first variant
-    raw = [("click", "c1", None), ("click", "c1", None), ("purchase", "c1", 20.0), ("click", "c2", None),
-           ("view", "c3", None), ("click", "t1", None), ("purchase", "t1", 10.0), ("purchase", "t1", 5.0),
-           ("click", "t2", None), ("click", "t3", None), ("purchase", "t3", None), ("click", "zzz", None),
-           ("click", None, None), ("view", None, None)]
+    raw = [
+        ("click", "c1", None),
+        ("click", "c1", None),
+        ("purchase", "c1", 20.0),
+        ("click", "c2", None),
+        ("view", "c3", None),
+        ("click", "t1", None),
+        ("purchase", "t1", 10.0),
+        ("purchase", "t1", 5.0),
+        ("click", "t2", None),
+        ("click", "t3", None),
+        ("purchase", "t3", None),
+        ("click", "zzz", None),
+        ("click", None, None),
+        ("view", None, None),
+    ]
     return imps, [_ev(n, k, r, p) for n, (k, r, p) in enumerate(raw)]
 
 
@@ -122,7 +149,12 @@ def test_report_on_a_hand_computed_example() -> None:
     assert report.unattributed_events == 2
     control, v2 = report.variants
     assert (control.variant, control.requests, control.clicked, control.converted, control.revenue) == (
-        "e:control", 4, 2, 1, 20.0)
+        "e:control",
+        4,
+        2,
+        1,
+        20.0,
+    )
     assert (v2.variant, v2.requests, v2.clicked, v2.converted, v2.revenue) == ("e:v2", 5, 3, 2, 15.0)
     # Wilson, z = 1.959964: 2/4 -> (0.15, 0.85); 1/4 -> (0.045587, 0.699358)
     _close(control.ctr, 0.5, 0.15, 0.85)

@@ -179,10 +179,15 @@ def test_alert_rules_are_complete_and_name_only_defined_metrics() -> None:
         assert rule["expr"].count("(") == rule["expr"].count(")"), rule["expr"]
     used = _referenced([r["expr"] for r in rules])
     assert used - _defined_names() == set()
-    for needed in ("streamrec_consumer_lag_seconds", "streamrec_consumer_lag_messages",
-                   "streamrec_request_latency_seconds_bucket", "streamrec_responses_total",
-                   "streamrec_dead_letters_total", "streamrec_feature_freshness_seconds_bucket",
-                   "streamrec_model_loaded"):
+    for needed in (
+        "streamrec_consumer_lag_seconds",
+        "streamrec_consumer_lag_messages",
+        "streamrec_request_latency_seconds_bucket",
+        "streamrec_responses_total",
+        "streamrec_dead_letters_total",
+        "streamrec_feature_freshness_seconds_bucket",
+        "streamrec_model_loaded",
+    ):
         assert needed in used, needed
 
 
@@ -232,7 +237,8 @@ ROWS = (
 
 def test_lag_counts_from_the_commit_or_the_log_start() -> None:
     assert partition_lag("g", TP, 4, 0, 10, first_ts_ms=990_000, now=1000.0) == PartitionLag(
-        "g", "events", 2, 4, 0, 10, 6, 10.0)
+        "g", "events", 2, 4, 0, 10, 6, 10.0
+    )
     caught_up = partition_lag("g", TP, 10, 0, 10, first_ts_ms=None, now=1000.0)
     assert (caught_up.lag_messages, caught_up.lag_seconds) == (0, 0.0)
     never = partition_lag("g", TP, None, 0, 7, first_ts_ms=None, now=1000.0)

@@ -21,8 +21,7 @@ def staging(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from models.synthetic import generate, write_jsonl
 
     data = tmp_path_factory.mktemp("sim")
-    write_jsonl(generate(5, n_users=40, n_items=30, requests_per_user=8), data / "events.jsonl",
-                data / "catalog.jsonl")
+    write_jsonl(generate(5, n_users=40, n_items=30, requests_per_user=8), data / "events.jsonl", data / "catalog.jsonl")
     out = tmp_path_factory.mktemp("staging")
     build_version("sim", data, out, config="tiny")
     return out
@@ -87,8 +86,11 @@ def test_onnx_inputs_that_do_not_match_the_spec_fail(staging: Path, tmp_path: Pa
     (bad / "feature_spec.json").write_text(json.dumps(spec))
     reg = FileRegistry(tmp_path / "reg")
     v = publish(reg, bad, 0.1)
-    with pytest.raises(RegistryError, match=r"ranker\.onnx: ONNX input 'features' is float32\[None, \d+\], "
-                                            r"feature spec says float32\[None, 3\]"):
+    with pytest.raises(
+        RegistryError,
+        match=r"ranker\.onnx: ONNX input 'features' is float32\[None, \d+\], "
+        r"feature spec says float32\[None, 3\]",
+    ):
         reg.load(v)
     spec["graphs"]["ranker"]["inputs"][0]["name"] = "x"
     (bad / "feature_spec.json").write_text(json.dumps(spec))

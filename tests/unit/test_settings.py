@@ -32,3 +32,14 @@ def test_child_env_reproduces_the_settings(monkeypatch: pytest.MonkeyPatch) -> N
         if key.startswith("STREAMREC_"):
             monkeypatch.setenv(key, value)
     assert load_settings() == s
+
+
+def test_exploration_policy_must_be_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMREC_SERVING__EXPLORATION_POLICY", "thompson")
+    monkeypatch.setenv("STREAMREC_SERVING__ALLOWED_POLICIES", '["thompson", "none"]')
+    s = load_settings()
+    assert s.serving.exploration_policy == "thompson" and s.serving.allowed_policies == ("thompson", "none")
+    with pytest.raises(ValidationError, match="not in allowed_policies"):
+        load_settings(serving={"exploration_policy": "epsilon", "allowed_policies": ["none"]})
+    with pytest.raises(ValidationError):
+        load_settings(serving={"exploration_policy": "ucb"})

@@ -30,8 +30,9 @@ def catalog(n: int = 60) -> dict[str, ItemRecord]:
     for j in range(n):
         item = f"i{j:02d}"
         counts = ItemCounts((10 * j, j % 9, j % 4, j % 3, 40 + 5 * j))
-        out[item] = ItemRecord(item, CATS[j % 4], f"b{j % 3}", 5.0 + 3.0 * j, j % 7 != 6, T0 - 86400.0 * (j % 10),
-                               counts)
+        out[item] = ItemRecord(
+            item, CATS[j % 4], f"b{j % 3}", 5.0 + 3.0 * j, j % 7 != 6, T0 - 86400.0 * (j % 10), counts
+        )
     return out
 
 
@@ -76,18 +77,35 @@ async def build_world(n: int = 60) -> World:
     items = catalog(n)
     iv = vectors(n)
     pop = {i: float(j) for j, i in enumerate(items)}
-    per_cat = [DecayedUpdate(POOLS.category_popular(c), T0, {i: float(j) for j, i in enumerate(items)
-                                                            if items[i].category == c}) for c in CATS]
+    per_cat = [
+        DecayedUpdate(
+            POOLS.category_popular(c), T0, {i: float(j) for j, i in enumerate(items) if items[i].category == c}
+        )
+        for c in CATS
+    ]
     trend = DecayedUpdate(POOLS.trending, T0, {i: float(n - j) for j, i in enumerate(items) if j % 2 == 0})
     fresh = PoolUpdate("fresh", {i: r.created_at for i, r in items.items()}, keep=20)
-    covisit = CovisitUpdate(POOLS.covisit_half_life_s, 20, T0, {"i05": {"i30": 3.0, "i31": 2.0, "i09": 1.0},
-                                                                  "i09": {"i31": 2.0, "i32": 1.0}})
+    covisit = CovisitUpdate(
+        POOLS.covisit_half_life_s,
+        20,
+        T0,
+        {"i05": {"i30": 3.0, "i31": 2.0, "i09": 1.0}, "i09": {"i31": 2.0, "i32": 1.0}},
+    )
     state = user_state()
-    await store.write_batch(WriteBatch(
-        "test", users={"u1": state}, popularity=pop, popularity_ref=T0, items=items,
-        item_counts={i: r.counts for i, r in items.items()}, user_vectors={"u1": iv.vectors[5] + iv.vectors[9]},
-        decayed=[trend, *per_cat], pools=[fresh], covisit=covisit,
-    ))
+    await store.write_batch(
+        WriteBatch(
+            "test",
+            users={"u1": state},
+            popularity=pop,
+            popularity_ref=T0,
+            items=items,
+            item_counts={i: r.counts for i, r in items.items()},
+            user_vectors={"u1": iv.vectors[5] + iv.vectors[9]},
+            decayed=[trend, *per_cat],
+            pools=[fresh],
+            covisit=covisit,
+        )
+    )
     return World(store, items, state, iv, exact_index(iv))
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import pytest
 from funnel_world import CFG, POOLS, T0, World, build_world
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.funnel.candidates import RRF_K, RetrievalContext, merge_sources
+from agents.funnel.candidates import RRF_K, Candidate, RetrievalContext, merge_sources
 from agents.funnel.sources import AnnSource, CovisitSource, PoolSource, StaticSource, recent_items
 from state.features import category_affinity
 
@@ -31,8 +33,13 @@ def test_quotas_cut_each_source_before_merging_and_limit_cuts_the_total() -> Non
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.dictionaries(st.sampled_from(["ann", "covisit", "trending", "popular"]),
-                       st.lists(st.sampled_from("abcdefghij"), max_size=8), max_size=4))
+@given(
+    st.dictionaries(
+        st.sampled_from(["ann", "covisit", "trending", "popular"]),
+        st.lists(st.sampled_from("abcdefghij"), max_size=8),
+        max_size=4,
+    )
+)
 def test_merge_is_deterministic_and_duplicate_free(raw: dict[str, list[str]]) -> None:
     lists = {name: [(i, 1.0) for i in items] for name, items in raw.items()}
     a, b = merge_sources(lists, {}, 50), merge_sources(dict(lists), {}, 50)
@@ -44,6 +51,58 @@ def test_merge_is_deterministic_and_duplicate_free(raw: dict[str, list[str]]) ->
             assert raw[name].index(c.item_id) == rank
         assert {n for n, items in raw.items() if c.item_id in items} == set(c.sources)
     assert [c.score for c in a] == sorted((c.score for c in a), reverse=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["ann", "covisit", "trending", "popular", "fresh"]),
+        st.lists(st.sampled_from([f"i{j}" for j in range(40)]), max_size=30),
+        max_size=5,
+    ),
+    st.dictionaries(st.sampled_from(["ann", "popular"]), st.integers(0, 20)),
+    st.integers(1, 60),
+)
+def test_merge_equals_the_reference_merge(raw: dict[str, list[str]], quotas: dict[str, int], limit: int) -> None:
+    lists = {name: [(i, 1.0) for i in items] for name, items in raw.items()}
+    assert merge_sources(lists, quotas, limit) == reference_merge(lists, quotas, limit)
+
+
+def reference_merge(
+    lists: Mapping[str, Sequence[tuple[str, float]]], quotas: Mapping[str, int], limit: int
+) -> list[Candidate]:
+    """The dictionary-based merge the vectorised one replaced, kept as its oracle."""
+    first: dict[str, tuple[int, int, str]] = {}  # item -> (rank, priority, source) of its first hit
+    more: dict[str, list[tuple[int, int, str]]] = {}  # items several sources proposed: every hit
+    for prio, (name, ranked) in enumerate(lists.items()):
+        for rank, (item_id, _) in enumerate(ranked[: quotas.get(name, len(ranked))]):
+            hit = first.get(item_id)
+            if hit is None:
+                first[item_id] = (rank, prio, name)
+            elif hit[2] != name:  # a source repeating an item keeps its best (first) rank only
+                hits = more.setdefault(item_id, [hit])
+                if hits[-1][2] != name:
+                    hits.append((rank, prio, name))
+    for item_id, hits in more.items():
+        hits.sort()
+        first[item_id] = hits[0]
+    keyed = [(-_ref_fused(item_id, hit, more), hit[0], hit[1], item_id) for item_id, hit in first.items()]
+    keyed.sort()
+    out = []
+    for neg, rank, _, item_id in keyed[:limit]:
+        several = more.get(item_id)
+        if several is None:
+            out.append(Candidate(item_id, (first[item_id][2],), (rank,), -neg))
+        else:
+            out.append(Candidate(item_id, tuple(n for _, _, n in several), tuple(r for r, _, _ in several), -neg))
+    return out
+
+
+def _ref_fused(item_id: str, hit: tuple[int, int, str], more: Mapping[str, list[tuple[int, int, str]]]) -> float:
+    hits = more.get(item_id)
+    if hits is None:
+        return 1.0 / (RRF_K + 1 + hit[0])
+    return sum(1.0 / (RRF_K + 1 + r) for r, _, _ in hits)
 
 
 def _ctx(w: World, *, new: bool = False, cats: tuple[str, ...] = ()) -> RetrievalContext:

@@ -37,8 +37,7 @@ def test_vectorised_rows_equal_serving_row(new_user: bool) -> None:
     want = _reference(state or new_user_state("u1"), ids, recs, [*dots[:6].tolist(), 0.0])
     np.testing.assert_allclose(got.matrix, want, rtol=1e-6, atol=1e-7)
     assert got.matrix.dtype == np.float32 and got.matrix.shape == (len(ids), len(SERVING_FEATURES))
-    assert got.missing == {"user_state": len(ids) if new_user else 0, "item_record": 1, "tt_dot": 1,
-                           "non_finite": 0}
+    assert got.missing == {"user_state": len(ids) if new_user else 0, "item_record": 1, "tt_dot": 1, "non_finite": 0}
     if not new_user:  # the user-item block really is personal here
         col = SERVING_FEATURES.index
         assert got.matrix[2, col("ui_purchased")] == 1.0 and got.matrix[3, col("ui_negative_impression")] == 1.0

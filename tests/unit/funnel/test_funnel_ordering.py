@@ -26,8 +26,11 @@ def _unit(n: int, seed: int = 0) -> np.ndarray:
 
 
 @settings(max_examples=200, deadline=None)
-@given(values=st.lists(st.sampled_from([0.0, 0.1, 0.5, 0.5, 1.0, 2.0, 3.5]), min_size=1, max_size=40),
-       k=st.integers(1, 50), seed=st.integers(0, 5))
+@given(
+    values=st.lists(st.sampled_from([0.0, 0.1, 0.5, 0.5, 1.0, 2.0, 3.5]), min_size=1, max_size=40),
+    k=st.integers(1, 50),
+    seed=st.integers(0, 5),
+)
 def test_lambda_one_is_exactly_score_order(values: list[float], k: int, seed: int) -> None:
     v = np.asarray(values)
     want = np.argsort(-v, kind="stable")[:k].tolist()

@@ -29,8 +29,10 @@ def _req(k: int = 10, user: str = "u1", cid: str = "c1", **context: Any) -> Reco
 
 
 def _funnel(w: World, *, lam: float = 0.8, eps: float = 0.0, **kw: Any) -> Funnel:
-    cfg = FunnelConfig(ordering=OrderingConfig(mmr_lambda=lam, min_lambda=0.0, epsilon=eps, max_epsilon=0.5),
-                       filters=FilterConfig(seen_last_n=3))
+    cfg = FunnelConfig(
+        ordering=OrderingConfig(mmr_lambda=lam, min_lambda=0.0, epsilon=eps, max_epsilon=0.5),
+        filters=FilterConfig(seen_last_n=3),
+    )
     kw.setdefault("ranker", FakeRanker())
     return Funnel(cfg, w.store, all_sources(w), vectors=w.vectors, features=CFG, **kw)
 
@@ -52,8 +54,17 @@ async def test_full_answer_is_filtered_valued_and_explained() -> None:
         assert r.score == r.value and r.reason == REASONS[r.source]
     assert [r.value for r in res.items] == sorted((r.value or 0.0 for r in res.items), reverse=True)  # lambda 1
     assert res.propensities == [1.0] * 10
-    assert set(res.stage_ms) == {"context", "retrieve", "merge", "items", "filter", "hydrate", "score", "order",
-                                 "respond"}
+    assert set(res.stage_ms) == {
+        "context",
+        "retrieve",
+        "merge",
+        "items",
+        "filter",
+        "hydrate",
+        "score",
+        "order",
+        "respond",
+    }
     assert res.source_counts["ann"] == 30 and res.source_counts["covisit"] == 3 and res.source_errors == {}
     assert res.dropped["exclude"] == 1 and res.dropped["seen"] >= 1 and res.dropped["unavailable"] >= 1
     assert res.missing == {"user_state": 0, "item_record": 0, "tt_dot": 0, "non_finite": 0}
@@ -66,8 +77,7 @@ async def test_logged_feature_rows_are_the_rows_scored() -> None:
     vec = await w.store.read_user_vector("u1")
     assert vec is not None
     dots = (w.vectors.lookup(ids)[0] @ vec).astype(np.float32)
-    want = hydrate(HydrationPlan.serving(), "u1", w.state, ids, [w.items[i] for i in ids], now=T0, cfg=CFG,
-                   tt_dot=dots)
+    want = hydrate(HydrationPlan.serving(), "u1", w.state, ids, [w.items[i] for i in ids], now=T0, cfg=CFG, tt_dot=dots)
     np.testing.assert_allclose(res.features, want.matrix, rtol=1e-6)
     p_click, _ = FakeRanker().score(res.features)
     assert [r.p_click for r in res.items] == pytest.approx(p_click.tolist())
@@ -85,8 +95,9 @@ async def test_new_user_gets_non_personal_pools() -> None:
 async def test_request_category_and_price_constraints_hold() -> None:
     w = await build_world()
     res = await _funnel(w).run(_req(category="hats", max_price=100.0), w.state, now=T0)
-    assert res.items and all(w.items[r.item_id].category == "hats" and w.items[r.item_id].price <= 100.0
-                             for r in res.items)
+    assert res.items and all(
+        w.items[r.item_id].category == "hats" and w.items[r.item_id].price <= 100.0 for r in res.items
+    )
     assert res.dropped["category"] > 0 and res.dropped["price"] > 0
 
 
@@ -114,6 +125,7 @@ class _DownStore:
     def __getattr__(self, name: str) -> Any:
         async def fail(*args: Any, **kwargs: Any) -> Any:
             raise StoreUnavailable(f"{name}: connection refused")
+
         return fail
 
 
@@ -130,8 +142,9 @@ async def test_store_down_serves_the_cached_list_with_local_catalog_features() -
     w = await build_world()
     catalog: dict[str, ItemRecord] = dict(w.items)
     down = dataclasses.replace(w, store=_DownStore())
-    funnel = Funnel(FunnelConfig(), down.store, all_sources(down), ranker=FakeRanker(), vectors=w.vectors,
-                    catalog=catalog)
+    funnel = Funnel(
+        FunnelConfig(), down.store, all_sources(down), ranker=FakeRanker(), vectors=w.vectors, catalog=catalog
+    )
     popular = [(f"i{j:02d}", float(100 - j)) for j in range(30)]
     res = await funnel.run(_req(k=5), w.state, now=T0, fallback_items=popular)
     assert len(res.items) == 5 and {r.source for r in res.items} == {"fallback"}
@@ -159,11 +172,11 @@ async def test_exploration_is_seeded_logged_and_explained() -> None:
     runs = [await funnel.run(_req(k=10, cid=f"c{i}", epsilon=0.4), w.state, now=T0) for i in range(30)]
     again = await funnel.run(_req(k=10, cid="c3", epsilon=0.4), w.state, now=T0)
     assert [r.item_id for r in again.items] == [r.item_id for r in runs[3].items]
-    explored = [(r, p) for res in runs for r, p, x in zip(res.items, res.propensities, res.explored, strict=True)
-                if x]
+    explored = [(r, p) for res in runs for r, p, x in zip(res.items, res.propensities, res.explored, strict=True) if x]
     assert explored and all(r.reason == "explore" and 0 < p < 0.4 for r, p in explored)
-    assert all(p == pytest.approx(0.6) for res in runs for p, x in zip(res.propensities, res.explored, strict=True)
-               if not x)
+    assert all(
+        p == pytest.approx(0.6) for res in runs for p, x in zip(res.propensities, res.explored, strict=True) if not x
+    )
     assert all(res.knobs.epsilon == 0.4 for res in runs)
     imp = runs[0].impression("c0", "u1", variant="B", model_version="v0001", served_at=datetime.fromtimestamp(T0, UTC))
     assert len(imp.items) == len(imp.propensities) == len(imp.features) == 10
@@ -192,6 +205,7 @@ async def test_catalog_first_asks_the_store_only_for_what_the_catalog_lacks() ->
     w.store.read_items = spy  # type: ignore[method-assign]
     catalog = {i: r for i, r in w.items.items() if i != "i02"}
     cfg = FunnelConfig(catalog_first=True)
-    res = await Funnel(cfg, w.store, all_sources(w), ranker=FakeRanker(), vectors=w.vectors,
-                       catalog=catalog).run(_req(), w.state, now=T0)
+    res = await Funnel(cfg, w.store, all_sources(w), ranker=FakeRanker(), vectors=w.vectors, catalog=catalog).run(
+        _req(), w.state, now=T0
+    )
     assert asked == [["i02"]] and len(res.items) == 10 and res.missing["item_record"] == 0

@@ -56,8 +56,9 @@ def test_fake_ranker_is_deterministic_and_follows_its_columns() -> None:
 
 def test_formula_registry_matches_the_literal_and_rejects_unknown_names() -> None:
     assert set(FORMULAS) == set(FORMULA_NAMES) == set(typing.get_args(FormulaName))
-    with pytest.raises(ConfigError, match="unknown value formula 'gmv'; valid formulas: click, purchase, "
-                                          "expected_revenue, weighted"):
+    with pytest.raises(
+        ConfigError, match="unknown value formula 'gmv'; valid formulas: click, purchase, expected_revenue, weighted"
+    ):
         ValueConfig("gmv")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="price_scale"):
         ValueConfig("weighted", price_scale=0.0)

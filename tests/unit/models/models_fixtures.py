@@ -23,9 +23,16 @@ def cyclic_dataset(n_users: int = 40, n_items: int = 24, length: int = 14, seed:
             ts.append(1000 * u + t)
     cats = np.zeros((n_items, 3), dtype=np.float32)
     cats[np.arange(n_items), np.arange(n_items) % 3] = 1.0
-    content = ItemContent(cats, ("a", "b", "c"), np.zeros(n_items, np.int64), 1,
-                          np.zeros(n_items, np.int64), np.zeros(n_items, np.int64))
+    content = ItemContent(
+        cats, ("a", "b", "c"), np.zeros(n_items, np.int64), 1, np.zeros(n_items, np.int64), np.zeros(n_items, np.int64)
+    )
     inter = Interactions.build(np.asarray(users), np.asarray(items), np.asarray(ts))
-    return Dataset("cyclic", Vocab(tuple(f"u{u}" for u in range(n_users))),
-                   Vocab(tuple(f"i{i}" for i in range(n_items))), inter, content,
-                   np.zeros((n_users, 2), np.float32), ("f0", "f1"))
+    return Dataset(
+        "cyclic",
+        Vocab(tuple(f"u{u}" for u in range(n_users))),
+        Vocab(tuple(f"i{i}" for i in range(n_items))),
+        inter,
+        content,
+        np.zeros((n_users, 2), np.float32),
+        ("f0", "f1"),
+    )

@@ -33,8 +33,9 @@ def test_ease_has_zero_diagonal_and_learns_co_occurrence() -> None:
 
 def test_als_is_seeded(cyclic) -> None:  # type: ignore[no-untyped-def]
     split = leave_last_out(cyclic.interactions, cyclic.n_users, cyclic.n_items)
-    runs = [tune_and_test("als", Als, [{"factors": 8, "iterations": 3}], split, cyclic.content.category)
-            for _ in range(2)]
+    runs = [
+        tune_and_test("als", Als, [{"factors": 8, "iterations": 3}], split, cyclic.content.category) for _ in range(2)
+    ]
     assert runs[0].test.metrics == runs[1].test.metrics
 
 

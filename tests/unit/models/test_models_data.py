@@ -18,8 +18,9 @@ GENRES = "|".join(["0"] * 18 + ["1"])
 def write_ml(root: Path, data: str, items: str | None = None, users: str | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "u.data").write_text(data)
-    (root / "u.item").write_text(items if items is not None else
-                                 f"1|A (1995)|01-Jan-1995||url|{GENRES}\n2|B (1996)|||url|{GENRES}\n")
+    (root / "u.item").write_text(
+        items if items is not None else f"1|A (1995)|01-Jan-1995||url|{GENRES}\n2|B (1996)|||url|{GENRES}\n"
+    )
     (root / "u.user").write_text(users if users is not None else "1|24|M|writer|1\n2|30|F|artist|2\n")
     return root
 
@@ -74,19 +75,42 @@ def test_simulator_log_labels_clicks_and_purchases(tmp_path: Path) -> None:
     cat = tmp_path / "catalog.jsonl"
     t = "2024-01-01T00:00:0{}Z"
     lines = [
-        {"event_id": "e1", "type": "impression", "user_id": "u", "item_id": "a", "ts": t.format(0), "position": 0,
-         "request_id": "r1"},
-        {"event_id": "e2", "type": "impression", "user_id": "u", "item_id": "b", "ts": t.format(0), "position": 1,
-         "request_id": "r1"},
+        {
+            "event_id": "e1",
+            "type": "impression",
+            "user_id": "u",
+            "item_id": "a",
+            "ts": t.format(0),
+            "position": 0,
+            "request_id": "r1",
+        },
+        {
+            "event_id": "e2",
+            "type": "impression",
+            "user_id": "u",
+            "item_id": "b",
+            "ts": t.format(0),
+            "position": 1,
+            "request_id": "r1",
+        },
         {"event_id": "e3", "type": "click", "user_id": "u", "item_id": "b", "ts": t.format(2), "request_id": "r1"},
-        {"event_id": "e4", "type": "purchase", "user_id": "u", "item_id": "b", "ts": t.format(3), "price": 5.0,
-         "request_id": "r1"},
+        {
+            "event_id": "e4",
+            "type": "purchase",
+            "user_id": "u",
+            "item_id": "b",
+            "ts": t.format(3),
+            "price": 5.0,
+            "request_id": "r1",
+        },
     ]
     import json
 
     ev.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    rows = [{"item_id": i, "category": c, "brand": "z", "price": 3.0, "created_at": "2023-12-01T00:00:00Z"}
-            for i, c in (("a", "x"), ("b", "y"))]
+    rows = [
+        {"item_id": i, "category": c, "brand": "z", "price": 3.0, "created_at": "2023-12-01T00:00:00Z"}
+        for i, c in (("a", "x"), ("b", "y"))
+    ]
     cat.write_text("".join(json.dumps(r) + "\n" for r in rows))
     log = load_simulator(ev, cat)
     assert log.impressions.clicked.tolist() == [0.0, 1.0]
@@ -98,8 +122,10 @@ def test_simulator_log_labels_clicks_and_purchases(tmp_path: Path) -> None:
 
 def test_simulator_malformed_line_names_file_and_line(tmp_path: Path) -> None:
     ev = tmp_path / "events.jsonl"
-    ev.write_text('{"event_id": "e1", "type": "view", "user_id": "u", "item_id": "a", "ts": "2024-01-01T00:00:00Z"}'
-                  '\n\n{"event_id": "e2", "type": "teleport", "user_id": "u", "item_id": "a", "ts": "x"}\n')
+    ev.write_text(
+        '{"event_id": "e1", "type": "view", "user_id": "u", "item_id": "a", "ts": "2024-01-01T00:00:00Z"}'
+        '\n\n{"event_id": "e2", "type": "teleport", "user_id": "u", "item_id": "a", "ts": "x"}\n'
+    )
     (tmp_path / "catalog.jsonl").write_text("")
     with pytest.raises(DataError, match=r"events\.jsonl:3: invalid Event: type"):
         load_simulator(ev, tmp_path / "catalog.jsonl")

@@ -23,10 +23,13 @@ def tiny_split() -> Split:
 
 
 def fixed_scorer(users: np.ndarray) -> np.ndarray:
-    table = np.array([
-        [9.0, 5.0, 4.0, 3.0, 2.0, 1.0],  # item 0 is seen and must be skipped: item 3 ranks 3rd
-        [0.0, 9.0, 1.0, 2.0, 3.0, 8.0],  # item 1 seen: item 5 ranks 1st
-    ], dtype=np.float32)
+    table = np.array(
+        [
+            [9.0, 5.0, 4.0, 3.0, 2.0, 1.0],  # item 0 is seen and must be skipped: item 3 ranks 3rd
+            [0.0, 9.0, 1.0, 2.0, 3.0, 8.0],  # item 1 seen: item 5 ranks 1st
+        ],
+        dtype=np.float32,
+    )
     out: np.ndarray = table[users]
     return out
 

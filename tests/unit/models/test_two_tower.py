@@ -23,8 +23,18 @@ from models.train_two_tower import (
 )
 from models.two_tower import TwoTowerConfig
 
-TINY = TwoTowerConfig(dim=16, max_len=8, window_stride=8, n_layers=1, n_heads=1, epochs=30, batch_size=32,
-                      lr=5e-3, dropout=0.0, id_dropout=0.1)
+TINY = TwoTowerConfig(
+    dim=16,
+    max_len=8,
+    window_stride=8,
+    n_layers=1,
+    n_heads=1,
+    epochs=30,
+    batch_size=32,
+    lr=5e-3,
+    dropout=0.0,
+    id_dropout=0.1,
+)
 
 
 def _fit(ds: Dataset, cfg: TwoTowerConfig = TINY) -> tuple[float, list[float]]:
@@ -107,8 +117,9 @@ def test_user_and_item_tower_onnx_parity(cyclic: Dataset, tmp_path: Path, batch:
     idx = rng.integers(-1, cyclic.n_items, batch)
     cat = rng.random((batch, 3)).astype(np.float32)
     z = np.zeros(batch, dtype=np.int64)
-    got_i = isess.run(None, {"item_idx": idx, "item_category": cat, "item_brand": z, "item_price_bucket": z,
-                             "item_age_bucket": z})[0]
+    got_i = isess.run(
+        None, {"item_idx": idx, "item_category": cat, "item_brand": z, "item_price_bucket": z, "item_age_bucket": z}
+    )[0]
     with torch.no_grad():
         zt = torch.from_numpy(z)
         want_i = trained.model.item_tower(torch.from_numpy(idx), torch.from_numpy(cat), zt, zt, zt).numpy()

@@ -29,6 +29,34 @@ async def test_users_expire_after_the_ttl() -> None:
 
 
 @pytest.mark.asyncio
+async def test_precomputed_lists_expire_and_expired_users_are_not_scanned() -> None:
+    from state.precomputed import PrecomputedList
+
+    clock = FakeClock(T0)
+    store = MemoryFeatureStore(clock=clock, user_ttl_s=60)
+    await store.write_batch(WriteBatch("events", users={"old": new_user_state("old")}))
+    clock.advance(30)
+    await store.write_batch(WriteBatch("events", users={"new": new_user_state("new")}))
+    await store.write_precomputed([PrecomputedList("new", (("a", 1.0),), "v1", "j", T0)], 45)
+    clock.advance(31)  # "old" is 61 s old, "new" 31 s
+    assert await store.scan_users(None, 10) == (None, ["new"])
+    assert await store.read_precomputed("new") is not None
+    clock.advance(15)
+    assert await store.read_precomputed("new") is None
+
+
+@pytest.mark.asyncio
+async def test_memory_scan_survives_deletes_between_pages() -> None:
+    store = MemoryFeatureStore()
+    await store.write_batch(WriteBatch("events", users={f"u{j}": new_user_state(f"u{j}") for j in range(6)}))
+    cursor, first = await store.scan_users(None, 3)
+    assert first == ["u0", "u1", "u2"] and cursor is not None
+    del store.strings[store.keys.user("u0")], store.strings[store.keys.user("u1")]
+    cursor, rest = await store.scan_users(cursor, 3)
+    assert rest == ["u3", "u4", "u5"] and cursor is None
+
+
+@pytest.mark.asyncio
 async def test_closed_store_does_not_answer_ping() -> None:
     store = MemoryFeatureStore()
     await store.close()

@@ -1,0 +1,61 @@
+"""New catalog items into every worker's ANN index, without a rebuild.
+
+The items agent (on whichever worker consumes the item's partition) records each upsert in the
+store's catalog log (``pool:catalog``, item -> write time). Every worker polls that log, embeds the
+items its served version's index lacks with the version's item tower (content only) and adds them to
+the index in place, so a new item is retrievable by ANN on every worker within about one poll interval.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from agents.events import until_available
+from agents.runtime import Runtime
+from state.pools import CATALOG_LOG
+from state.store import OnlineFeatureStore, Scored
+
+log = logging.getLogger(__name__)
+#: Workers' clocks may disagree slightly; entries this much older than the cursor are looked at again.
+CLOCK_MARGIN_S = 5.0
+FIRST_READ = 256
+
+
+async def read_log_since(store: OnlineFeatureStore, since: float, keep: int) -> Scored:
+    """Catalog-log entries newer than ``since``, newest first: reads grow until one reaches ``since``."""
+    n = FIRST_READ
+    while True:
+        rows = await store.read_pool(CATALOG_LOG, n)
+        if len(rows) < n or rows[-1][1] <= since or n >= keep:
+            return [(item, at) for item, at in rows if at > since]
+        n = min(n * 4, keep)
+
+
+async def sync_new_items(rt: Runtime) -> int:
+    """Embed and index the logged items this worker's index lacks; return how many were added."""
+    live, tower = rt.live_index, rt.item_tower
+    if live is None or tower is None:
+        return 0
+    since = live.cursor - CLOCK_MARGIN_S
+    rows = await until_available(lambda: read_log_since(rt.store, since, rt.pools.catalog_log_keep), "the catalog log")
+    wanted = sorted({item for item, _ in rows if item not in live})
+    added = 0
+    if wanted:
+        records = await until_available(lambda: rt.store.read_items(wanted), "reading new items")
+        found = [r for r in records if r is not None]
+        if found:
+            added = live.add([r.item_id for r in found], tower.embed(found, rt.clock.now()))
+            log.info("indexed %d new items (model %s, %d in the index)", added, tower.version, len(live))
+    if rows and live is rt.live_index:  # a swapped-in version starts its own cursor
+        live.cursor = max(live.cursor, rows[0][1])
+    return added
+
+
+def register(app: faust.App, rt: Runtime) -> None:
+    """Every worker follows the catalog log (a timer, not a group-consumed topic: each index must grow)."""
+
+    @app.timer(interval=rt.settings.models.catalog_poll_interval_s)  # type: ignore[untyped-decorator]
+    async def index_new_items() -> None:
+        await sync_new_items(rt)

@@ -1,0 +1,146 @@
+"""A new item on the items topic is embedded by the item tower and retrievable by ANN on every worker.
+
+Two runtimes share one in-memory store (as two workers share Redis), each with its own copy of a
+tiny trained version from a real registry; only one of them consumes the item.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from agents.ann_recall import SampledAnnSource
+from agents.funnel.candidates import RetrievalContext
+from agents.funnel.sources import AnnSource
+from agents.new_items import sync_new_items
+from agents.runtime import Runtime
+from models.data import age_bucket, price_bucket
+from state.memory_store import MemoryFeatureStore
+from state.pools import CATALOG_LOG
+from state.registry import FileRegistry
+from streams.app import create_app
+from streams.clock import FakeClock
+from streams.settings import load_settings
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[FileRegistry, str]:
+    from models.pipeline import build_version
+    from models.synthetic import generate, write_jsonl
+
+    data = tmp_path_factory.mktemp("sim")
+    write_jsonl(generate(5, n_users=40, n_items=30, requests_per_user=8), data / "events.jsonl", data / "catalog.jsonl")
+    staging = tmp_path_factory.mktemp("staging")
+    build_version("sim", data, staging, config="tiny")
+    reg = FileRegistry(Path(tmp_path_factory.mktemp("registry")))
+    version = reg.publish(staging, split="sim", metrics={"ndcg@10": 0.1}, data_window={}).version
+    return reg, version
+
+
+@pytest.fixture
+async def workers(registry: tuple[FileRegistry, str]) -> AsyncIterator[tuple[Runtime, Runtime]]:
+    reg, version = registry
+    clock = FakeClock(NOW.timestamp())
+    store = MemoryFeatureStore(clock=clock)
+    out = []
+    for name in ("a", "b"):
+        settings = load_settings(worker={"app_id": f"functional-new-{name}", "store": "memory", "batch_within_s": 0.01})
+        rt = Runtime(settings=settings, store=store, clock=clock)
+        rt.use_model(reg.load(version))  # each worker loads its own copy of the index
+        out.append(rt)
+    yield out[0], out[1]
+
+
+def item_json(item_id: str, category: str, brand: str = "b2", price: float = 40.0) -> bytes:
+    body = {"item_id": item_id, "category": category, "brand": brand, "price": price, "created_at": NOW.isoformat()}
+    return orjson.dumps(body)
+
+
+async def consume_items(rt: Runtime, values: list[bytes]) -> None:
+    app = create_app(rt.settings, rt)
+    app.finalize()
+    async with app.agents["items"].test_context() as agent:
+        for v in values:
+            await agent.put(v, key=orjson.loads(v)["item_id"].encode())
+
+
+def ann(rt: Runtime) -> AnnSource:
+    # with recall sampling on, the ANN source is wrapped (agents.ann_recall.SampledAnnSource)
+    unwrapped = [s.inner if isinstance(s, SampledAnnSource) else s for s in rt.funnel.sources]
+    (source,) = [s for s in unwrapped if isinstance(s, AnnSource)]
+    return source
+
+
+async def test_a_new_item_is_retrievable_by_ann_on_every_worker(workers: tuple[Runtime, Runtime]) -> None:
+    a, b = workers
+    assert a.live_index is not None and a.item_tower is not None and b.live_index is not None
+    known = len(b.live_index)
+    assert "new-1" not in b.live_index
+    await consume_items(a, [item_json("new-1", "c3")])  # only worker a consumes the items partition
+    started = time.perf_counter()
+    assert await sync_new_items(a) == 1 and await sync_new_items(b) == 1
+    assert time.perf_counter() - started < 1.0  # plus at most one poll interval (1 s) on a real worker
+    assert len(b.live_index) == known + 1 and b.live_index.item_ids[-1] == "new-1"
+    (rec,) = await b.store.read_items(["new-1"])
+    assert rec is not None
+    vec = b.item_tower.embed([rec], b.clock.now()) if b.item_tower is not None else None
+    assert vec is not None and vec.shape == (1, b.live_index.index.dim)
+    for rt in (a, b):  # through the serving funnel's ANN source, scored with exactly the tower's vector
+        got = dict(await ann(rt).fetch(RetrievalContext("u1", None, rt.clock.now(), user_vector=vec[0])))
+        assert len(got) == known + 1
+        assert got["new-1"] == pytest.approx(float(vec[0] @ vec[0]), rel=1e-4)
+    assert await sync_new_items(b) == 0  # nothing new: nothing re-added
+
+
+async def test_the_embedding_is_the_item_towers_content_path(workers: tuple[Runtime, Runtime]) -> None:
+    a, _ = workers
+    await consume_items(a, [item_json("new-c3", "c3"), item_json("new-c0", "c0"), item_json("new-x", "toys")])
+    recs = [r for r in await a.store.read_items(["new-c3", "new-c0", "new-x"]) if r is not None]
+    tower = a.item_tower
+    assert tower is not None and a.model is not None and len(recs) == 3
+    feeds = tower.inputs(recs, a.clock.now())
+    columns = a.model.spec.graphs["item_tower"].inputs[1].columns or []
+    assert [columns[int(np.argmax(row))] for row in feeds["item_category"]] == ["c3", "c0", "unknown"]
+    assert feeds["item_idx"].tolist() == [-1, -1, -1]
+    assert feeds["item_brand"].tolist() == [3, 3, 3]  # "b2" is the third brand of the training vocabulary
+    assert feeds["item_price_bucket"].tolist() == [price_bucket(40.0)] * 3
+    assert feeds["item_age_bucket"].tolist() == [age_bucket(0.0)] * 3
+    (direct,) = a.model.sessions["item_tower"].run(["item_embedding"], feeds)
+    assert np.allclose(tower.embed(recs, a.clock.now()), direct)
+    assert not np.allclose(direct[0], direct[1])  # the category moves the embedding
+
+
+async def test_a_swapped_in_version_indexes_the_logged_items_again(
+    workers: tuple[Runtime, Runtime], registry: tuple[FileRegistry, str]
+) -> None:
+    a, b = workers
+    await consume_items(a, [item_json(f"new-{k}", f"c{k % 5}") for k in range(3)])
+    await sync_new_items(b)
+    reg, version = registry
+    b.use_model(reg.load(version))  # hot swap: the version's own index, without the new items
+    assert b.live_index is not None and "new-0" not in b.live_index
+    assert await sync_new_items(b) == 3
+    assert {"new-0", "new-1", "new-2"} <= set(b.live_index.item_ids)
+    logged = dict(await b.store.read_pool(CATALOG_LOG, 10))
+    assert logged == dict.fromkeys(["new-0", "new-1", "new-2"], NOW.timestamp())  # item -> when it was written
+
+
+async def test_a_version_without_a_content_item_tower_indexes_nothing(
+    workers: tuple[Runtime, Runtime], registry: tuple[FileRegistry, str]
+) -> None:
+    a, b = workers
+    reg, version = registry
+    loaded = reg.load(version)
+    b.use_model(replace(loaded, sessions={k: v for k, v in loaded.sessions.items() if k != "item_tower"}))
+    assert b.live_index is not None and b.item_tower is None
+    await consume_items(a, [item_json("new-9", "c1")])
+    assert await sync_new_items(b) == 0 and "new-9" not in b.live_index

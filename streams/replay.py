@@ -196,6 +196,21 @@ async def _wait_state(store: Any, user_id: str, total: int, timeout_s: float) ->
         await asyncio.sleep(0.005)
 
 
+async def _ask(client: Any, user_id: str, seen: set[str], opts: ReplayOptions, run: OnlineRun) -> None:
+    """One request, excluding what the user saw before (the offline protocol), recorded in ``run``."""
+    resp = await client.recommend(
+        user_id,
+        opts.k,
+        context=opts.context(),
+        exclude=[] if "seen" in opts.skews else sorted(seen),
+        deadline_ms=opts.deadline_ms,
+    )
+    run.lists.append([it.item_id for it in resp.items])
+    run.fallbacks += int(resp.fallback)
+    run.versions.add(resp.model_version)
+    run.latencies_ms.append(resp.latency_ms)
+
+
 async def stream_and_ask(
     settings: Settings, dataset: Dataset, plan: ReplayPlan, opts: ReplayOptions, progress: Progress
 ) -> OnlineRun:
@@ -223,17 +238,7 @@ async def stream_and_ask(
                 if pos in asks:
                     await producer.flush()
                     run.state_waits_ms.append(await _wait_state(store, uid, sent.get(u, 0), opts.state_timeout_s))
-                    resp = await client.recommend(
-                        uid,
-                        opts.k,
-                        context=opts.context(),
-                        exclude=[] if "seen" in opts.skews else sorted(seen.get(u, ())),
-                        deadline_ms=opts.deadline_ms,
-                    )
-                    run.lists.append([it.item_id for it in resp.items])
-                    run.fallbacks += int(resp.fallback)
-                    run.versions.add(resp.model_version)
-                    run.latencies_ms.append(resp.latency_ms)
+                    await _ask(client, uid, seen.get(u, set()), opts, run)
                     progress("asked", len(run.lists), len(asks))
                 await producer.send(names.events, _event(dataset, row, u, i, int(inter.ts[row])), key=uid.encode())
                 sent[u] = sent.get(u, 0) + 1

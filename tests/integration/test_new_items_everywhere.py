@@ -39,6 +39,7 @@ async def propagate(settings: Settings, catalog: list[bytes], logs: tuple[Path, 
     second = settings.model_copy(
         update={"worker": settings.worker.model_copy(update={"data_dir": settings.worker.data_dir / "b"})}
     )
+    second.worker.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     store = build_store(settings)
     workers = [WorkerProcess(settings, logs[0]).start(), WorkerProcess(second, logs[1]).start()]
     try:

@@ -109,6 +109,7 @@ async def failover(settings: Settings, lines: list[bytes], catalog: list[bytes])
     second = settings.model_copy(
         update={"worker": settings.worker.model_copy(update={"data_dir": settings.worker.data_dir / "b"})}
     )
+    second.worker.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     a = WorkerProcess(settings, LOGS / f"{settings.worker.app_id}-a.log").start()
     b: WorkerProcess | None = None
     try:

@@ -122,7 +122,11 @@ class ServingSettings(_Section):
     )
     faiss_threads: int = Field(default=1, ge=1, le=64, description="OpenMP threads of FAISS searches")
     concurrency: int = Field(
-        default=1, ge=1, le=64, description="requests one worker answers at once (overlaps their store round trips)"
+        default=1,
+        ge=1,
+        le=64,
+        description="requests one worker answers at once (overlaps store round trips; above 1, Faust may commit "
+        "past a request still in flight, so a crash can drop it: keep 1 unless measured)",
     )
 
     @model_validator(mode="after")

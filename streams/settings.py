@@ -42,9 +42,8 @@ class WorkerSettings(_Section):
     web_port: int = Field(default=6066, ge=1, le=65535)
     data_dir: Path = Path(".run/worker")
     batch_size: int = Field(default=2000, ge=1)
-    # Faust's take() moves queued events into a batch one by one while it waits this long, so a shorter
-    # wait means smaller batches under load: 10 ms cost this 2-core machine its lag target at 80 % of
-    # capacity (max lag 1.8 s vs 0.15 s at 50 ms); see docs/ingest-performance.md.
+    # Faust's take() moves queued events into a batch one by one while it waits this long: 10 ms gave
+    # smaller batches under load and 12-20 % less capacity than 50 ms (docs/ingest-performance.md).
     batch_within_s: float = Field(default=0.05, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
     producer_batch_bytes: int = Field(

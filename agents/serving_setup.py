@@ -7,11 +7,12 @@ from collections.abc import Mapping
 
 from agents.ann_recall import RecallSampler, SampledAnnSource
 from agents.funnel.candidates import CandidateSource
+from agents.funnel.config import FunnelConfig
 from agents.funnel.embeddings import ItemVectors
 from agents.funnel.filters import FilterConfig
 from agents.funnel.hydrate import HydrationPlan
 from agents.funnel.ordering import OrderingConfig
-from agents.funnel.pipeline import F32, Embed, Funnel, FunnelConfig
+from agents.funnel.pipeline import F32, Embed, Funnel
 from agents.funnel.scoring import OnnxRanker, Ranker, ValueConfig
 from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolSource
 from agents.funnel.thompson import SourcePosteriors

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -33,6 +35,27 @@ def _with_model(settings: Any, train: str, events: list[bytes], catalog: list[by
     return with_trained_model(settings, events, catalog, train, LOGS / settings.worker.app_id)
 
 
+@contextmanager
+def _private_world(settings: Any, catalog: list[bytes]) -> Iterator[Any]:
+    """``settings`` on a private Redis (the shared one's load from other work would stall the worker's writes),
+    with fresh topics holding the catalog; the topics are deleted afterwards."""
+    from streams.admin import delete_topics, ensure_topics
+    from streams.bench.ingest import produce_paced
+    from streams.bench.memory import private_redis_url
+    from streams.topics import topic_names, topic_specs
+
+    with private_redis_url(LOGS / settings.worker.app_id / "redis") as url:
+        settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
+        asyncio.run(ensure_topics(settings.kafka))
+        try:
+            asyncio.run(
+                produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None)
+            )
+            yield settings
+        finally:
+            asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
+
+
 def _report(name: str, result: dict[str, Any], out: Path | None) -> None:
     from streams.bench.harness import write_json
 
@@ -51,28 +74,17 @@ def ingest(
     json_out: JsonOut = None,
 ) -> None:
     """Worker capacity (backlog drain) and lag at a fixed rate, with a bare aiokafka consumer as the ceiling."""
-    from streams.admin import delete_topics, ensure_topics
     from streams.bench.harness import isolated, simulated_lines
-    from streams.bench.ingest import produce_paced, run_ingest
-    from streams.bench.memory import private_redis_url
+    from streams.bench.ingest import run_ingest
     from streams.settings import load_settings
-    from streams.topics import topic_names, topic_specs
 
     settings = isolated(load_settings(), "bench-ingest")
     total = backlog + int((rate or MAX_AUTO_RATE) * seconds)
     events, catalog = simulated_lines(total, seed=11, n_users=users, n_items=items, start=time.time() - 4 * 3600)
     settings = _with_model(settings, train, events[:backlog], catalog)  # all features on: the tower runs per batch
     # A private Redis: the shared one's load from other work would otherwise stall this worker's writes.
-    with private_redis_url(LOGS / settings.worker.app_id / "redis") as url:
-        settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
-        asyncio.run(ensure_topics(settings.kafka))
-        try:
-            asyncio.run(
-                produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None)
-            )
-            result = asyncio.run(run_ingest(settings, events[:backlog], events[backlog:], rate, LOGS, seconds=seconds))
-        finally:
-            asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
+    with _private_world(settings, catalog) as settings:
+        result = asyncio.run(run_ingest(settings, events[:backlog], events[backlog:], rate, LOGS, seconds=seconds))
     result.update({"benchmark": "ingest", "users": users, "items": items, "seconds": seconds, "model": train})
     result["worker"]["redis"] = "private redis-server (a free port)"
     _report("ingest", result, json_out)
@@ -128,13 +140,9 @@ def freshness(
     json_out: JsonOut = None,
 ) -> None:
     """Event produced -> user features and session embedding readable in Redis; Redis bytes per active user."""
-    from streams.admin import delete_topics, ensure_topics
     from streams.bench.freshness import run_freshness
     from streams.bench.harness import isolated, simulated_lines, user_ids
-    from streams.bench.ingest import produce_paced
-    from streams.bench.memory import private_redis_url
     from streams.settings import load_settings
-    from streams.topics import topic_names, topic_specs
 
     settings = isolated(load_settings(), "bench-fresh")
     events, catalog = simulated_lines(
@@ -142,26 +150,18 @@ def freshness(
     )
     settings = _with_model(settings, train, events[:warm_events], catalog)
     active = user_ids(events)
-    with private_redis_url(LOGS / settings.worker.app_id / "redis") as url:
-        settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
-        asyncio.run(ensure_topics(settings.kafka))
-        try:
-            asyncio.run(
-                produce_paced(settings.kafka.bootstrap_servers, topic_names(settings.kafka).items, catalog, None)
+    with _private_world(settings, catalog) as settings:
+        result = asyncio.run(
+            run_freshness(
+                settings,
+                warm=events[:warm_events],
+                paced=events[warm_events:],
+                rate=rate,
+                users=active,
+                n_users=users,
+                logs=LOGS,
             )
-            result = asyncio.run(
-                run_freshness(
-                    settings,
-                    warm=events[:warm_events],
-                    paced=events[warm_events:],
-                    rate=rate,
-                    users=active,
-                    n_users=users,
-                    logs=LOGS,
-                )
-            )
-        finally:
-            asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
+        )
     result.update({"benchmark": "freshness", "target_rate": rate, "model": train, "active_users": len(active)})
     result["redis"] = "private redis-server (a free port)"
     _report("freshness", result, json_out)

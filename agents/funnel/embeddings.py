@@ -53,3 +53,27 @@ class ItemVectors:
         """Embeddings (unit length when ``unit``) of rows from :meth:`rows`, and which are real items."""
         table = self.unit if unit else self.vectors
         return table[rows], rows < len(self.ids)
+
+
+I64 = npt.NDArray[np.int64]
+
+
+def session_dots(vectors: ItemVectors | None, rows: I64 | None, user_vec: F32 | None) -> tuple[F32 | None, Mask | None]:
+    """Dot products of ``user_vec`` with the item vectors at ``rows`` and which rows were found; (None, None)
+    without vectors, rows or a session vector of the version's width."""
+    if vectors is None or rows is None or user_vec is None or user_vec.shape[0] != vectors.dim:
+        return None, None
+    vecs, found = vectors.take(rows)
+    return (vecs @ user_vec).astype(np.float32), found
+
+
+def two_tower_values(
+    vectors: ItemVectors | None, rows: I64 | None, user_vec: F32 | None
+) -> npt.NDArray[np.float64] | None:
+    """The two-tower score of each candidate (items the version lacks rank below all others), or None."""
+    dots, found = session_dots(vectors, rows, user_vec)
+    if dots is None or found is None or not found.any():
+        return None
+    values = dots.astype(np.float64)
+    values[~found] = float(values[found].min()) - 1.0  # finite, so MMR's scaling stays defined
+    return values

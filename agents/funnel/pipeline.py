@@ -6,7 +6,7 @@ import asyncio
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -20,13 +20,13 @@ from agents.funnel.candidates import (
     merge_sources,
     reason_for,
 )
-from agents.funnel.embeddings import ItemVectors
+from agents.funnel.config import FunnelConfig
+from agents.funnel.embeddings import ItemVectors, session_dots, two_tower_values
 from agents.funnel.errors import RankerError
-from agents.funnel.filters import Constraints, FilterConfig, Filtered, apply_filters
+from agents.funnel.filters import Constraints, Filtered, apply_filters
 from agents.funnel.hydrate import HydrationPlan, hydrate
 from agents.funnel.ordering import (
     Knobs,
-    OrderingConfig,
     Slate,
     category_codes,
     epsilon_greedy,
@@ -37,7 +37,8 @@ from agents.funnel.ordering import (
 )
 from agents.funnel.outcome import FunnelResult
 from agents.funnel.precomputed import PrecomputedTier, filter_precomputed, tier_result, top_up
-from agents.funnel.scoring import Ranker, ValueConfig
+from agents.funnel.run_log import RunLog
+from agents.funnel.scoring import Ranker
 from agents.funnel.sources import StaticSource, strongest_categories
 from agents.funnel.thompson import SourcePosteriors, thompson_slate
 from state.catalog_table import CatalogTable
@@ -49,72 +50,11 @@ from state.store import OnlineFeatureStore
 from state.user_state import UserState
 from streams.errors import StreamrecError
 from streams.records import RecItem, RecommendRequest
-from streams.settings import DEFAULT_SOURCE_QUOTAS
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Embed = Callable[[UserState], F32 | None]
-
-DEFAULT_QUOTAS: Mapping[str, int] = DEFAULT_SOURCE_QUOTAS
-
-
-@dataclass(frozen=True)
-class FunnelConfig:
-    """Start-up configuration of the funnel; ``value_for`` picks the surface's value formula.
-
-    ``reserve_ms``: when less than this is left of a request's budget before ordering, MMR and exploration
-    are skipped (plain value order with caps). ``seed`` makes exploration reproducible per correlation id.
-    ``precomputed_within_ms``: when less than this is left of the budget at the start (or there is no ranker),
-    the user's precomputed list (``streamrec batch-score``) is served, filtered, before the pools; 0 turns the
-    deadline trigger off. ``catalog_first``: take item records from the worker's local catalog and ask the
-    store only for the ones it lacks (saves the per-request decode of ~1,000 records; counters are as fresh
-    as the catalog).
-    """
-
-    quotas: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
-    candidate_limit: int = 1000
-    filters: FilterConfig = field(default_factory=FilterConfig)
-    value: ValueConfig = field(default_factory=ValueConfig)
-    surface_values: Mapping[str, ValueConfig] = field(default_factory=dict)
-    ordering: OrderingConfig = field(default_factory=OrderingConfig)
-    reserve_ms: float = 3.0
-    precomputed_within_ms: float = 0.0
-    catalog_first: bool = False
-    user_categories: int = 2
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.candidate_limit < 1 or any(q < 0 for q in self.quotas.values()):
-            raise ValueError(f"candidate_limit must be >= 1 and quotas >= 0: {self.candidate_limit}, {self.quotas}")
-
-    def value_for(self, surface: str) -> ValueConfig:
-        return self.surface_values.get(surface, self.value)
-
-
-@dataclass
-class _Run:
-    """Mutable bookkeeping of one run (timings and degradation reasons)."""
-
-    timer: Callable[[], float]
-    t0: float
-    budget_ms: float | None = None
-    missing: dict[str, int] = field(default_factory=dict)
-    stage_ms: dict[str, float] = field(default_factory=dict)
-    degraded: list[str] = field(default_factory=list)
-    mark: float = 0.0
-
-    def lap(self, stage: str) -> None:
-        now = self.timer()
-        self.stage_ms[stage] = (now - (self.mark or self.t0)) * 1000.0
-        self.mark = now
-
-    def elapsed_ms(self) -> float:
-        return (self.timer() - self.t0) * 1000.0
-
-    def rushed(self, reserve_ms: float) -> bool:
-        """True when less than ``reserve_ms`` of the budget is left."""
-        return self.budget_ms is not None and self.budget_ms - self.elapsed_ms() < reserve_ms
 
 
 @dataclass(frozen=True)
@@ -182,7 +122,7 @@ class Funnel:
         session embeddings read beforehand (batch scoring): the store is not asked. Never raises for store
         or model failures: those degrade the answer and are named in ``degraded``.
         """
-        run = _Run(self.timer, self.timer(), budget_ms)
+        run = RunLog(self.timer, self.timer(), budget_ms)
         cons = Constraints.from_request(request.exclude, request.context)
         knobs = resolve_knobs(request.k, request.context, self.config.ordering)
         why = self._precomputed_reason(run)
@@ -225,7 +165,7 @@ class Funnel:
         )
         return top_up(tier, result, knobs.k, why) if why and tier is not None and tier.kept.kept else result
 
-    def _precomputed_reason(self, run: _Run) -> str | None:
+    def _precomputed_reason(self, run: RunLog) -> str | None:
         """Why the precomputed tier is tried first (no model, or the deadline nearly spent), or None.
 
         A retrieval-only version (item vectors, no ranker) ranks by its own two-tower score: that is a model.
@@ -236,7 +176,7 @@ class Funnel:
         return "deadline" if within > 0 and run.rushed(within) else None
 
     async def _precomputed(
-        self, user_id: str, state: UserState | None, cons: Constraints, run: _Run
+        self, user_id: str, state: UserState | None, cons: Constraints, run: RunLog
     ) -> PrecomputedTier | None:
         try:
             plist = await self.store.read_precomputed(user_id)
@@ -255,7 +195,7 @@ class Funnel:
 
         Needs ``embed`` for the two-tower feature (no store read: it runs off the request path).
         """
-        run = _Run(self.timer, self.timer())
+        run = RunLog(self.timer, self.timer())
         vec = self.embed(state) if state is not None and self.embed is not None and self.vectors is not None else None
         ctx = RetrievalContext(request.user_id, state, now, vec)
         rows = self.vectors.rows([c.item_id for c in kept.kept]) if self.vectors is not None else None
@@ -263,7 +203,7 @@ class Funnel:
         return scored.values if scored.p_click is not None else None
 
     def _context(
-        self, user_id: str, state: UserState | None, now: float, cons: Constraints, run: _Run
+        self, user_id: str, state: UserState | None, now: float, cons: Constraints, run: RunLog
     ) -> RetrievalContext:
         cats: tuple[str, ...] = (cons.category,) if cons.category else ()
         if state is not None and self.config.user_categories:
@@ -273,7 +213,7 @@ class Funnel:
         return RetrievalContext(user_id, state, now, None, cats, cons.exclude)
 
     async def _user_vector(
-        self, ctx: RetrievalContext, run: _Run, user_vectors: Mapping[str, F32] | None
+        self, ctx: RetrievalContext, run: RunLog, user_vectors: Mapping[str, F32] | None
     ) -> npt.NDArray[np.float32] | None:
         """Read beforehand (batch scoring), embedded by this funnel's own tower (a pinned version), or stored."""
         if self.vectors is None:
@@ -294,7 +234,7 @@ class Funnel:
         self,
         ctx: RetrievalContext,
         fallback_items: Sequence[tuple[str, float]],
-        run: _Run,
+        run: RunLog,
         user_vectors: Mapping[str, F32] | None = None,
     ) -> tuple[dict[str, Scored], dict[str, int], dict[str, int], RetrievalContext]:
         """Every source at once; the session vector is read alongside the sources that do not need it
@@ -322,7 +262,7 @@ class Funnel:
         run.lap("retrieve")
         return lists, {name: len(v) for name, v in lists.items()}, errors, ctx
 
-    async def _records(self, item_ids: list[str], run: _Run) -> ItemColumns:
+    async def _records(self, item_ids: list[str], run: RunLog) -> ItemColumns:
         ask = list(range(len(item_ids)))
         cols = ItemColumns.empty(item_ids)
         if self.config.catalog_first:
@@ -352,13 +292,13 @@ class Funnel:
         rows: I64 | None,
         *,
         now: float,
-        run: _Run,
+        run: RunLog,
     ) -> _Scored:
         retrieval = np.array([c.score for c in kept.kept], dtype=np.float64)
         empty = np.zeros((0, len(self.plan.columns)), np.float32)
         if self.ranker is None or not kept.kept:
             if self.ranker is None and kept.kept:
-                two_tower = self._two_tower_values(rows, ctx.user_vector)
+                two_tower = two_tower_values(self.vectors, rows, ctx.user_vector)
                 if two_tower is not None:  # a retrieval-only version: its own score, as offline evaluation ranks
                     run.lap("score")
                     return _Scored(two_tower, None, None, empty)
@@ -390,20 +330,9 @@ class Funnel:
         run.lap("score")
         return _Scored(values, p_click, p_purchase, hyd.matrix)
 
-    def _two_tower_values(self, rows: I64 | None, user_vec: F32 | None) -> F64 | None:
-        """The two-tower score of each candidate (items the version lacks rank below all others), or None."""
-        dots, found = self.tt_dots(rows, user_vec)
-        if dots is None or found is None or not found.any():
-            return None
-        values = dots.astype(np.float64)
-        values[~found] = float(values[found].min()) - 1.0  # finite, so MMR's scaling stays defined
-        return values
-
     def tt_dots(self, rows: I64 | None, user_vec: F32 | None) -> tuple[F32 | None, npt.NDArray[np.bool_] | None]:
-        if self.vectors is None or rows is None or user_vec is None or user_vec.shape[0] != self.vectors.dim:
-            return None, None
-        vecs, found = self.vectors.take(rows)
-        return (vecs @ user_vec).astype(np.float32), found
+        """Dot products of the session vector with the candidates' item vectors (see ``session_dots``)."""
+        return session_dots(self.vectors, rows, user_vec)
 
     def _order(
         self,
@@ -414,7 +343,7 @@ class Funnel:
         *,
         correlation_id: str,
         rng: np.random.Generator | None,
-        run: _Run,
+        run: RunLog,
     ) -> tuple[Slate, tuple[str, ...]]:
         cfg = self.config.ordering
         cats = category_codes(kept.records.category) if cfg.category_cap else None

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from agents.funnel.candidates import CandidateSource
+from agents.funnel.config import FunnelConfig
 from agents.funnel.embeddings import ItemVectors
 from agents.funnel.ordering import OrderingConfig
-from agents.funnel.pipeline import Funnel, FunnelConfig
+from agents.funnel.pipeline import Funnel
 from agents.funnel.scoring import OnnxRanker
 from agents.funnel.sources import AnnSource, CovisitSource, PoolSource
 from state.ann import build_index

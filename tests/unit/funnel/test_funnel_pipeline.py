@@ -13,10 +13,11 @@ import pytest
 from funnel_world import CFG, T0, World, all_sources, build_world
 
 from agents.funnel.candidates import REASONS, RetrievalContext, Scored
+from agents.funnel.config import FunnelConfig
 from agents.funnel.filters import FilterConfig
 from agents.funnel.hydrate import HydrationPlan, hydrate
 from agents.funnel.ordering import OrderingConfig
-from agents.funnel.pipeline import Funnel, FunnelConfig
+from agents.funnel.pipeline import Funnel
 from agents.funnel.scoring import FakeRanker
 from state.errors import StoreUnavailable
 from state.items import ItemRecord

@@ -6,9 +6,10 @@ from typing import Any
 
 from funnel_world import CFG, T0, World, all_sources, build_world
 
+from agents.funnel.config import FunnelConfig
 from agents.funnel.filters import FilterConfig
 from agents.funnel.ordering import OrderingConfig
-from agents.funnel.pipeline import Funnel, FunnelConfig
+from agents.funnel.pipeline import Funnel
 from agents.funnel.scoring import FakeRanker
 from state.errors import StoreUnavailable
 from state.precomputed import PrecomputedList

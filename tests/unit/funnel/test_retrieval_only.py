@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from funnel_world import CFG, T0, all_sources, build_world
 
+from agents.funnel.config import FunnelConfig
 from agents.funnel.filters import FilterConfig
 from agents.funnel.ordering import OrderingConfig
-from agents.funnel.pipeline import Funnel, FunnelConfig
+from agents.funnel.pipeline import Funnel
 from streams.records import RecommendRequest
 
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from funnel_world import CFG, T0, all_sources, build_world
 
+from agents.funnel.config import FunnelConfig
 from agents.funnel.ordering import OrderingConfig, resolve_knobs
-from agents.funnel.pipeline import Funnel, FunnelConfig
+from agents.funnel.pipeline import Funnel
 from agents.funnel.scoring import FakeRanker
 from agents.funnel.thompson import BetaPrior, SourcePosteriors, thompson_slate, win_probabilities
 from streams.records import RecommendRequest

@@ -18,7 +18,8 @@ from state.pools import CATALOG_LOG
 from state.store import OnlineFeatureStore, Scored
 
 log = logging.getLogger(__name__)
-#: Workers' clocks may disagree slightly; entries this much older than the cursor are looked at again.
+#: Workers' clocks may disagree slightly; entries up to this much older than the cursor (this worker's
+#: clock when the last poll started) are looked at again.
 CLOCK_MARGIN_S = 5.0
 FIRST_READ = 256
 
@@ -38,6 +39,7 @@ async def sync_new_items(rt: Runtime) -> int:
     live, tower = rt.live_index, rt.item_tower
     if live is None or tower is None:
         return 0
+    started = rt.clock.now()
     since = live.cursor - CLOCK_MARGIN_S
     rows = await until_available(lambda: read_log_since(rt.store, since, rt.pools.catalog_log_keep), "the catalog log")
     wanted = sorted({item for item, _ in rows if item not in live})
@@ -48,8 +50,10 @@ async def sync_new_items(rt: Runtime) -> int:
         if found:
             added = live.add([r.item_id for r in found], tower.embed(found, rt.clock.now()))
             log.info("indexed %d new items (model %s, %d in the index)", added, tower.version, len(live))
-    if rows and live is rt.live_index:  # a swapped-in version starts its own cursor
-        live.cursor = max(live.cursor, rows[0][1])
+    if live is rt.live_index:  # a swapped-in version starts its own cursor
+        # This poll saw every entry written before it started: the next reads from then (less the margin),
+        # not from the newest entry's time, which after a bulk load would re-read the whole load each poll.
+        live.cursor = max(live.cursor, started)
     return added
 
 

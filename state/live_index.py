@@ -15,7 +15,7 @@ class LiveIndex:
 
     Index ids are positions in ``item_ids``: the version's items keep theirs, a new item takes the next
     free position, so searches (``AnnSource``) map ids back through the same, growing list.
-    ``cursor`` is the newest catalog-log score already synced (see ``agents.new_items``).
+    ``cursor`` is when the last catalog-log poll started, by this worker's clock (see ``agents.new_items``).
 
     >>> from state.ann import ExactIndex
     >>> live = LiveIndex(ExactIndex(2), [])

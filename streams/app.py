@@ -38,7 +38,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         web_enabled=False,
         monitor=QuietMonitor(),
     )
-    app.transport = FastDrainTransport(app.conf.broker_consumer, app)  # before anything builds a consumer
+    # before anything builds a consumer
+    app.transport = FastDrainTransport(app.conf.broker_consumer, app, fetch_max_wait_ms=w.fetch_max_wait_ms)
     rt = runtime or Runtime.build(settings)
     app.add_dependency(RuntimeService(rt))
     events.register(app, rt)

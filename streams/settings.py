@@ -46,6 +46,10 @@ class WorkerSettings(_Section):
     # smaller batches under load and 12-20 % less capacity than 50 ms (docs/ingest-performance.md).
     batch_within_s: float = Field(default=0.05, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
+    # How long the broker may hold a fetch open waiting for data.  aiokafka keeps one fetch in flight per
+    # broker and leaves partitions with buffered records out of it, so a long wait over idle partitions
+    # stalls busy ones that drain meanwhile (Faust's 1,500 ms gave 1.5 s stalls: docs/ingest-performance.md).
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=1500)
     producer_batch_bytes: int = Field(
         default=512 * 1024, ge=16_384, le=1_000_000, description="largest record batch per partition the producer sends"
     )

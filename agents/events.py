@@ -11,6 +11,8 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 import faust
+from faust.types import TP, Message
+from mode import Service
 
 from agents.changelog import ChangelogWriter
 from agents.dead_letters import DeadLetterSink
@@ -18,6 +20,7 @@ from agents.ingest import Decoded, RawMessage, plan_batch, triage
 from agents.runtime import Runtime
 from state.errors import StoreUnavailable
 from state.store import OnlineFeatureStore, WriteBatch
+from streams.faust_batch import BatchBuffer, BatchTopic, ack_all, buffer_for, current
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,30 +69,88 @@ def _record(rt: Runtime, decoded: list[Decoded], started: float) -> None:
     rt.metrics.freshness([rt.clock.now() - min(d.event.ts.timestamp() for d in decoded)])
 
 
-def register(app: faust.App, rt: Runtime) -> None:
-    """Register the events agent and the user-state table on ``app``."""
-    topic = app.topic(rt.topics.events)
+class EventsIngest(Service):
+    """The events consumer: batches taken whole from the events topic's buffer, processed, then acked.
+
+    The events topic is a :class:`~streams.faust_batch.BatchTopic` (no Faust stream: see that module).
+    A batch is whatever arrived while the previous one was processed, plus up to ``batch_within_s`` of
+    lingering when fewer than ``batch_size`` wait, so batches grow with load and stay small when idle.
+    An exception crashes the worker (mode's rule for a service task): the batch is not acked, its
+    offsets are not committed, and the restarted worker replays it idempotently.
+    """
+
+    def __init__(self, app: faust.App, rt: Runtime, table: Any, buffer: BatchBuffer) -> None:
+        super().__init__()
+        self.app, self.rt, self.table, self.buffer = app, rt, table, buffer
+        self.dead = DeadLetterSink(app, rt)
+        self.changelog = ChangelogWriter(app, table)
+        self.applied: dict[int, int] = {}
+
+    @Service.task
+    async def _consume(self) -> None:
+        w = self.rt.settings.worker
+        while not self.should_stop:
+            await self.handle(await self.buffer.take(w.batch_size, w.batch_within_s))
+
+    async def handle(self, batch: list[Message]) -> None:
+        """Process the current generation's messages of ``batch`` and ack them."""
+        self.rt.local_users = self.table.data
+        messages = current(batch, self.app.consumer_generation_id)
+        if messages:
+            msgs = [RawMessage(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
+            await process_batch(self.rt, msgs, self.applied, self.table, self.dead, changelog=self.changelog)
+            ack_all(self.app, messages)
+
+    async def drain(self) -> None:
+        """Process everything buffered now (tests drive the agent this way, without a running app)."""
+        while len(self.buffer):
+            await self.handle(self.buffer.take_now(self.rt.settings.worker.batch_size))
+
+
+INGEST_ATTR = "streamrec_events_ingest"
+
+
+def ingest_of(app: faust.App) -> EventsIngest:
+    """The events consumer registered on ``app``."""
+    ingest = getattr(app, INGEST_ATTR, None)
+    if not isinstance(ingest, EventsIngest):
+        raise LookupError("no events consumer is registered on this app")
+    return ingest
+
+
+async def feed(app: faust.App, values: list[bytes], key: bytes | None = None, partition: int = 0) -> None:
+    """Deliver ``values`` as the fetch loop would (offsets after the stored watermark), then drain them.
+
+    For functional tests: the same buffer, batching, processing and acks as a running worker.
+    """
+    ingest = ingest_of(app)
+    topic = ingest.rt.topics.events
+    start = (await ingest.rt.store.applied_offsets(topic)).get(partition, -1) + 1
+    now = ingest.rt.clock.now()
+    tp = TP(topic, partition)
+    for i, value in enumerate(values):
+        gen = app.consumer_generation_id
+        message = Message(topic, partition, start + i, now, 0, [], key, value, None, tp=tp, generation_id=gen)
+        ingest.buffer.put(message, tp)
+    await ingest.drain()
+
+
+def register(app: faust.App, rt: Runtime) -> EventsIngest:
+    """Register the events consumer, its batch topic and the user-state table on ``app``."""
     table: Any = app.Table(
         "users", default=None, partitions=rt.settings.kafka.partitions, key_type=bytes, value_type=bytes
     )  # bytes -> the "raw" codec: values are encode_state()
-    dead = DeadLetterSink(app, rt)
-    changelog = ChangelogWriter(app, table)
-    applied: dict[int, int] = {}
-    w = rt.settings.worker
+    buffer = buffer_for(app, high_water=4 * rt.settings.worker.batch_size)
+    app.topics.add(BatchTopic(app, rt.topics.events, buffer))
+    ingest = EventsIngest(app, rt, table, buffer)
+    app.add_dependency(ingest)
+    setattr(app, INGEST_ATTR, ingest)  # faust.App declares no such attribute
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types sync receivers only
     async def forget_watermarks(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-        applied.clear()  # another worker may advance them now; reload on next sight
+        ingest.applied.clear()  # another worker may advance them now; reload on next sight
 
-    @app.agent(topic, name="events")
-    async def ingest(stream: faust.StreamT[bytes]) -> None:
-        rt.local_users = table.data
-        async for events in stream.take_events(w.batch_size, within=w.batch_within_s):  # type: ignore[attr-defined]
-            msgs = [
-                RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-                for e in events
-            ]
-            await process_batch(rt, msgs, applied, table, dead, changelog=changelog)
+    return ingest
 
 
 async def process_batch(

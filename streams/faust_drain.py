@@ -4,8 +4,10 @@ For every fetched message, Faust's consumer runs ``wait_first(callback(message),
 deliver the message to the streams unless a rebalance (``suspend_flow``), a stop or a crash comes
 first.  ``Service.wait_first`` does this with four fresh tasks and an ``asyncio.wait`` per message,
 about a third of the whole per-message cost of a worker.  :class:`FastDrainConsumer` keeps the same
-race with two: the delivery task, and one shared future that completes when any of those flags is set
-(recreated only after it has fired).  Winner, cancellation and exception rules are unchanged: the
+race with none where it can: the delivery is first run synchronously up to its first suspension, and
+almost always (no rebalance, no full queue) it finishes there, so there was nothing to race.  Only a
+delivery that suspends becomes a task, racing one shared future that completes when any of those flags
+is set (recreated only after it has fired).  Winner, cancellation and exception rules are unchanged: the
 delivery is cancelled if a flag comes first, its exception propagates, and any other call to
 ``wait_first`` takes the original path.
 
@@ -20,11 +22,13 @@ events/s that no amount of CPU removes (docs/ingest-performance.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.services import WaitResults
+
+from streams.faust_batch import BatchConductor
 
 
 def waits_on(coro: object, event: object) -> bool:
@@ -56,7 +60,11 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
         return fut
 
     async def _deliver(self, coro: Coroutine[Any, Any, Any]) -> WaitResults:
-        task = asyncio.ensure_future(coro)
+        try:
+            suspended_on = coro.send(None)
+        except StopIteration as finished:  # delivered without suspending: no flag could have come first
+            return WaitResults([coro], [finished.value], False)
+        task = asyncio.ensure_future(_resume(coro, suspended_on))
         try:
             done, _ = await asyncio.wait((task, self._flag_future()), return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -75,6 +83,33 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
             self._flags.cancel()
 
 
+class _Resumed:
+    """Awaitable continuing a coroutine that has already yielded ``first`` (to the awaiting task's loop)."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro, self.first = coro, first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, yielded = self.coro, self.first
+        while True:
+            try:
+                sent = yield yielded
+            except BaseException as exc:  # noqa: BLE001 - thrown in by the task (cancellation): hand it on
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as finished:
+                    return finished.value
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration as finished:
+                    return finished.value
+
+
+async def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Any:
+    return await _Resumed(coro, first)
+
+
 class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's consumer thread, building its aiokafka consumer with the transport's fetch wait."""
 
@@ -85,9 +120,10 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class FastDrainTransport(faust_aiokafka.Transport):
-    """Faust's aiokafka transport with :class:`FastDrainConsumer` and a configurable fetch wait."""
+    """Faust's aiokafka transport: :class:`FastDrainConsumer`, batch topics, a configurable fetch wait."""
 
     Consumer = FastDrainConsumer
+    Conductor = BatchConductor
 
     def __init__(self, url: Any, app: Any, *, fetch_max_wait_ms: int = 1500, **kwargs: Any) -> None:
         super().__init__(url, app, **kwargs)

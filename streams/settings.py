@@ -42,9 +42,9 @@ class WorkerSettings(_Section):
     web_port: int = Field(default=6066, ge=1, le=65535)
     data_dir: Path = Path(".run/worker")
     batch_size: int = Field(default=2000, ge=1)
-    # Faust's take() moves queued events into a batch one by one while it waits this long: 10 ms gave
-    # smaller batches under load and 12-20 % less capacity than 50 ms (docs/ingest-performance.md).
-    batch_within_s: float = Field(default=0.05, gt=0)
+    # A batch is what arrived while the previous one was processed; when fewer than batch_size wait, the
+    # consumer lingers this long for more (the items agent's take() waits at most this long).
+    batch_within_s: float = Field(default=0.01, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
     # How long the broker may hold a fetch open waiting for data.  aiokafka keeps one fetch in flight per
     # broker and leaves partitions with buffered records out of it, so a long wait over idle partitions

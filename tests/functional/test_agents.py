@@ -10,6 +10,7 @@ import orjson
 import pytest
 from faust.topics import Topic
 
+from agents.events import feed
 from agents.runtime import Runtime
 from state.memory_store import MemoryFeatureStore
 from streams.app import create_app
@@ -49,11 +50,8 @@ async def test_events_update_the_table_and_the_store(runtime: Runtime, monkeypat
     sent = capture_sends(monkeypatch)
     app = create_app(runtime.settings, runtime)
     app.finalize()
-    ingest = app.agents["events"]
-    async with ingest.test_context() as agent:
-        for i, item in enumerate(["i1", "i2", "i1"]):
-            await agent.put(event(i, "alice", item), key=b"alice")
-        await agent.put(b"{broken", key=b"alice")
+    values = [event(i, "alice", item) for i, item in enumerate(["i1", "i2", "i1"])]
+    await feed(app, [*values, b"{broken"], key=b"alice")
     state = await runtime.store.read_user("alice")
     assert state is not None and state.total == 3
     top = await runtime.store.top_popular(5, runtime.clock.now())
@@ -117,8 +115,7 @@ async def test_clicks_on_a_served_list_update_the_thompson_posteriors(
         await agent.put(orjson.dumps(request), key=b"bob")
     assert runtime.posteriors.impressions == {"fallback": 2} and runtime.posteriors.clicks == {}
     click = orjson.loads(event(1, "bob", "i2", "click"))
-    async with app.agents["events"].test_context() as agent:
-        await agent.put(orjson.dumps({**click, "request_id": "c1"}), key=b"bob")
-        await agent.put(orjson.dumps({**click, "event_id": "bob-9", "request_id": "other"}), key=b"bob")
+    clicks = [{**click, "request_id": "c1"}, {**click, "event_id": "bob-9", "request_id": "other"}]
+    await feed(app, [orjson.dumps(c) for c in clicks], key=b"bob")
     assert runtime.posteriors.clicks == {"fallback": 1}
     assert runtime.posteriors.params(["fallback"]) == ([2.0], [2.0])

@@ -16,6 +16,7 @@ import orjson
 import pytest
 from faust.topics import Topic
 
+from agents.events import feed
 from agents.runtime import Runtime
 from state.features import user_features, window_counts
 from state.items import ItemRecord
@@ -57,9 +58,7 @@ async def run(rt: Runtime, values: list[bytes], monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(Topic, "send", capture)
     app = create_app(rt.settings, rt)
     app.finalize()
-    async with app.agents["events"].test_context() as agent:
-        for v in values:
-            await agent.put(v, key=b"u1")
+    await feed(app, values, key=b"u1")
     return [DeadLetter.model_validate_json(v) for v in sent]
 
 

@@ -60,6 +60,9 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
         return fut
 
     async def _deliver(self, coro: Coroutine[Any, Any, Any]) -> WaitResults:
+        if self.suspend_flow.is_set() or self._stopped.is_set() or self._crashed.is_set():
+            coro.close()  # a rival has already won: the delivery never starts
+            return WaitResults([], [], True)
         try:
             suspended_on = coro.send(None)
         except StopIteration as finished:  # delivered without suspending: no flag could have come first

@@ -40,7 +40,7 @@ async def test_a_message_is_delivered_and_its_result_returned(consumer: Any) -> 
         res = await consumer.wait_first(deliver(n), consumer.suspend_flow.wait())
         assert res.results == [n * 2] and not res.stopped
     assert seen == [0, 1, 2]
-    assert consumer._flags is not None  # the fast path ran (one shared flag future)
+    assert consumer._flags is None  # none suspended: no task, no flag future were needed
 
 
 async def test_a_blocked_delivery_is_cancelled_when_the_flow_is_suspended(consumer: Any) -> None:
@@ -67,9 +67,25 @@ async def test_a_blocked_delivery_is_cancelled_when_the_flow_is_suspended(consum
         started.append("x")
         return "x"
 
-    await consumer.wait_first(note(), consumer.suspend_flow.wait())
+    assert (await consumer.wait_first(note(), consumer.suspend_flow.wait())).stopped
+    assert started == []
     consumer.suspend_flow.clear()
     assert (await consumer.wait_first(note(), consumer.suspend_flow.wait())).results == ["x"]
+
+
+async def test_a_delivery_that_suspends_finishes_as_a_task(consumer: Any) -> None:
+    gate = asyncio.Event()
+
+    async def waits(n: int) -> int:
+        await asyncio.sleep(0)
+        await gate.wait()
+        return n + 1
+
+    race = asyncio.ensure_future(consumer.wait_first(waits(41), consumer.suspend_flow.wait()))
+    await asyncio.sleep(0.01)
+    assert not race.done() and consumer._flags is not None  # suspended: now it races the flags
+    gate.set()
+    assert (await asyncio.wait_for(race, 1.0)).results == [42]
 
 
 async def test_the_delivery_exception_propagates(consumer: Any) -> None:

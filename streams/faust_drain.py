@@ -22,10 +22,11 @@ events/s that no amount of CPU removes (docs/ingest-performance.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine, Generator, Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from mode.services import WaitResults
 
 from streams.faust_batch import BatchConductor
@@ -113,13 +114,41 @@ async def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Any:
     return await _Resumed(coro, first)
 
 
+def uncommitted(committed: Mapping[Any, int | None]) -> list[Any]:
+    """The partitions aiokafka's ``seek_to_committed`` leaves where they are (no offset, or 0, committed).
+
+    >>> uncommitted({"a": None, "b": 0, "c": 12})
+    ['a', 'b']
+    """
+    return [tp for tp, offset in committed.items() if not offset or offset <= 0]
+
+
 class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread, building its aiokafka consumer with the transport's fetch wait."""
+    """Faust's consumer thread: the transport's fetch wait, and a seek to committed that resets the rest.
+
+    Faust seeks every partition to its committed offset after a rebalance's recovery, and whenever the
+    fetch loop got records while the flow was stopped (it discards them).  aiokafka's
+    ``seek_to_committed`` only moves partitions whose committed offset is above 0, so a partition
+    nobody has committed yet (a worker taking over one its dead owner never committed) stays where
+    the discarded fetch left it, and the records before that are never delivered: the survivor
+    skipped a whole partition in ``tests/integration/test_two_worker_failover.py``.  Those partitions
+    are sent back to where ``auto_offset_reset`` starts (the beginning, or the end for "latest").
+    """
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = transport.fetch_max_wait_ms  # read when the fetcher starts
         return consumer
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed = await super().seek_to_committed()
+        reset = uncommitted(committed)
+        if reset:
+            consumer = self._ensure_consumer()
+            latest = self.app.conf.consumer_auto_offset_reset == "latest"
+            move = consumer.seek_to_end if latest else consumer.seek_to_beginning
+            await self.call_thread(move, *reset)
+        return committed
 
 
 class FastDrainTransport(faust_aiokafka.Transport):

@@ -43,6 +43,7 @@ class CatalogTable(MutableMapping[str, ItemRecord]):
         self._available = np.zeros(capacity, bool)
         self._created = np.zeros(capacity)
         self._counts = np.zeros((capacity, _N), np.int64)
+        self.generation = 0  # bumped by every deletion: the only change that moves an id to another row
 
     def __len__(self) -> int:
         return len(self._row)
@@ -82,6 +83,7 @@ class CatalogTable(MutableMapping[str, ItemRecord]):
 
     def __delitem__(self, item_id: str) -> None:
         del self._row[item_id]
+        self.generation += 1
 
     def _grow(self, capacity: int) -> None:
         self._price = np.resize(self._price, capacity)
@@ -91,17 +93,25 @@ class CatalogTable(MutableMapping[str, ItemRecord]):
 
     def columns(self, item_ids: Sequence[str]) -> ItemColumns:
         """Records of ``item_ids`` as columns; ids not in the table are unknown rows."""
-        n = len(item_ids)
         if not self._ids:
             return ItemColumns.empty(item_ids)
-        rows = np.fromiter(map(self._row.get, item_ids, repeat(-1)), np.int64, n)
+        return self.columns_at(item_ids, self.rows(item_ids))
+
+    def rows(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
+        """Row of each id, -1 where the table lacks it (rows stay valid until :attr:`generation` changes)."""
+        return np.fromiter(map(self._row.get, item_ids, repeat(-1)), np.int64, len(item_ids))
+
+    def columns_at(self, item_ids: Sequence[str], rows: npt.NDArray[np.int64]) -> ItemColumns:
+        """Columns of ``item_ids`` whose rows (from :meth:`rows`, -1: unknown) are already known."""
+        if not self._ids:
+            return ItemColumns.empty(item_ids)
         known = rows >= 0
         at = np.where(known, rows, 0)
         pick = at.tolist()
         category, brand = list(map(self._category.__getitem__, pick)), list(map(self._brand.__getitem__, pick))
         for j in np.flatnonzero(~known).tolist():
             category[j] = brand[j] = ""
-        out = ItemColumns(
+        return ItemColumns(
             item_ids,
             known,
             category,
@@ -111,7 +121,6 @@ class CatalogTable(MutableMapping[str, ItemRecord]):
             np.where(known, self._created[at], 0.0),
             np.where(known[:, None], self._counts[at], 0),
         )
-        return out
 
     def nbytes(self) -> int:
         """Bytes held by the numeric columns (the strings and the index come on top)."""

@@ -77,6 +77,7 @@ class Filtered:
     kept: list[Candidate]
     records: ItemColumns
     dropped: dict[str, int]
+    index: I64 | None = None  # where each kept candidate was among those filtered
 
 
 def _constraint_failures(cols: ItemColumns, cons: Constraints, reason: I64) -> None:
@@ -149,4 +150,5 @@ def apply_filters(
         [cands[j] for j in keep.tolist()],
         cols.take(keep),
         {f: int(counts[n]) for n, f in enumerate(FILTERS) if counts[n]},
+        keep,
     )

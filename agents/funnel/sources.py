@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
-from agents.funnel.candidates import RetrievalContext, Scored
+from agents.funnel.candidates import Ranked, RetrievalContext, Scored
 from state.ann import AnnIndex
 from state.pools import PoolConfig
 from state.store import OnlineFeatureStore
@@ -33,7 +33,9 @@ class AnnSource:
             return []
         ids, scores = self.index.search(ctx.user_vector.reshape(1, -1), self.k)
         ok = (ids[0] >= 0) & (ids[0] < len(self.item_ids))
-        return list(zip(map(self.item_ids.__getitem__, ids[0][ok].tolist()), scores[0][ok].tolist(), strict=True))
+        pos = ids[0][ok]
+        pairs = zip(map(self.item_ids.__getitem__, pos.tolist()), scores[0][ok].tolist(), strict=True)
+        return Ranked(pairs, pos, self.item_ids)  # positions in ``item_ids``: the funnel finds rows by them
 
 
 class CovisitSource:

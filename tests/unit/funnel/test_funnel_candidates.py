@@ -10,7 +10,7 @@ from funnel_world import CFG, POOLS, T0, World, build_world
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.funnel.candidates import RRF_K, Candidate, RetrievalContext, merge_sources
+from agents.funnel.candidates import RRF_K, Candidate, Ranked, RetrievalContext, merge_ranked, merge_sources
 from agents.funnel.sources import AnnSource, CovisitSource, PoolSource, StaticSource, recent_items
 from state.features import category_affinity
 
@@ -156,3 +156,23 @@ async def test_category_pool_interleaves_the_context_categories() -> None:
 async def test_static_source_respects_exclude() -> None:
     ctx = RetrievalContext("u", None, T0, exclude=frozenset({"b"}))
     assert await StaticSource([("a", 2.0), ("b", 1.0)]).fetch(ctx) == [("a", 2.0)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(0, 30), unique=True, max_size=20),
+    st.lists(st.integers(0, 40), max_size=20),
+    st.integers(0, 25),
+    st.integers(1, 50),
+)
+def test_merge_ranked_carries_each_candidates_index_position(
+    ann_pos: list[int], pool: list[int], quota: int, limit: int
+) -> None:
+    space = [f"i{j}" for j in range(31)]  # the index knows i0..i30; the pool also proposes i31..i40
+    ann = Ranked([(space[p], 1.0) for p in ann_pos], np.array(ann_pos, np.int64), space)
+    lists = {"popular": [(f"i{j}", 1.0) for j in pool], "ann": ann}
+    out = merge_ranked(lists, {"ann": quota}, limit)
+    assert out.candidates == merge_sources(lists, {"ann": quota}, limit) and out.space is space
+    from_ann = set(ann_pos[:quota])
+    for cand, pos in zip(out.candidates, out.positions.tolist(), strict=True):
+        assert (space[pos] == cand.item_id) if cand.item_id in {space[p] for p in from_ann} else pos == -1

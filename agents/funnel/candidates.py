@@ -115,6 +115,7 @@ class Merged:
     candidates: list[Candidate]
     positions: I64
     space: Sequence[str] | None
+    ids: list[str]  # the candidates' item ids, in order
 
 
 def merge_sources(
@@ -150,7 +151,7 @@ def merge_ranked(lists: Mapping[str, Sequence[tuple[str, float]]], quotas: Mappi
     hit_ids = [item_id for top in tops for item_id in map(_first, top)]
     space = next((r.space for r in lists.values() if isinstance(r, Ranked)), None)
     if not hit_ids:
-        return Merged([], np.zeros(0, np.int64), space)
+        return Merged([], np.zeros(0, np.int64), space, [])
     items = list(dict.fromkeys(hit_ids))
     codes = dict(zip(items, range(len(items)), strict=True))
     code = np.fromiter(map(codes.__getitem__, hit_ids), np.int64, len(hit_ids))
@@ -173,12 +174,12 @@ def merge_ranked(lists: Mapping[str, Sequence[tuple[str, float]]], quotas: Mappi
         src_all, rank_all = [names[p] for p in prio.tolist()], rank.tolist()
         for j, lo, n in zip(several.tolist(), at[several].tolist(), many[several].tolist(), strict=True):
             sources[j], ranks[j] = tuple(src_all[lo : lo + n]), tuple(rank_all[lo : lo + n])
-    rows = zip(map(items.__getitem__, kept.tolist()), sources, ranks, fused[kept].tolist(), strict=True)
-    cands = list(map(partial(tuple.__new__, Candidate), rows))
+    ids = list(map(items.__getitem__, kept.tolist()))
+    cands = list(map(partial(tuple.__new__, Candidate), zip(ids, sources, ranks, fused[kept].tolist(), strict=True)))
     if space is None:
-        return Merged(cands, np.full(len(cands), -1, np.int64), None)
+        return Merged(cands, np.full(len(cands), -1, np.int64), None, ids)
     hit_pos = np.concatenate([_positions(lists[n], len(t), space) for n, t in zip(names, tops, strict=True)])[order]
-    return Merged(cands, np.maximum.reduceat(hit_pos, start)[kept], space)
+    return Merged(cands, np.maximum.reduceat(hit_pos, start)[kept], space, ids)
 
 
 def _positions(ranked: Sequence[tuple[str, float]], n: int, space: Sequence[str]) -> I64:

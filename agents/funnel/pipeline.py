@@ -7,6 +7,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -141,7 +142,7 @@ class Funnel:
         merged = merge_ranked(lists, self.config.quotas, self.config.candidate_limit)
         cands = merged.candidates
         run.lap("merge")
-        records = await self._records([c.item_id for c in cands], run, merged)
+        records = await self._records(merged.ids, run, merged)
         kept = apply_filters(cands, records, state, cons, self.config.filters)
         run.lap("filter")
         rows = self._vector_rows(kept, merged)
@@ -273,7 +274,7 @@ class Funnel:
         """Rows of the kept candidates in the item vectors, by position where the ANN search gave one."""
         if self.vectors is None or self._rows_of is None:
             return None
-        ids = [c.item_id for c in kept.kept]
+        ids = kept.records.ids  # aligned with the kept candidates
         pos = merged.positions[kept.index] if kept.index is not None else np.full(len(ids), -1, np.int64)
         return self._rows_of.rows(ids, pos, merged.space)
 
@@ -311,7 +312,6 @@ class Funnel:
         now: float,
         run: RunLog,
     ) -> _Scored:
-        retrieval = np.array([c.score for c in kept.kept], dtype=np.float64)
         empty = np.zeros((0, len(self.plan.columns)), np.float32)
         if self.ranker is None or not kept.kept:
             if self.ranker is None and kept.kept:
@@ -321,8 +321,8 @@ class Funnel:
                     return _Scored(two_tower, None, None, empty)
             if self.ranker is None:
                 run.degraded.append("no_ranker")
-            return _Scored(retrieval, None, None, empty)
-        ids = [c.item_id for c in kept.kept]
+            return _Scored(_retrieval_scores(kept), None, None, empty)
+        ids = kept.records.ids  # aligned with the kept candidates
         dots, found = self.tt_dots(rows, ctx.user_vector)
         hyd = hydrate(
             self.plan,
@@ -341,7 +341,7 @@ class Funnel:
             p_click, p_purchase = self.ranker.score(hyd.matrix)
         except RankerError:
             run.degraded.append("ranker_error")
-            return _Scored(retrieval, None, None, empty)
+            return _Scored(_retrieval_scores(kept), None, None, empty)
         price = kept.records.price
         values = self.config.value_for(request.surface).value(p_click, p_purchase, price)
         run.lap("score")
@@ -385,3 +385,11 @@ class Funnel:
                 slate = epsilon_greedy(exploit, pool, knobs.epsilon, gen, cats=cats, cap=cfg.category_cap)
         run.lap("order")
         return slate, (("mmr", "explore") if rushed else ())
+
+
+def _retrieval_scores(kept: Filtered) -> F64:
+    """The fused retrieval score of each kept candidate: the order served without a model's values."""
+    return np.fromiter(map(_fused, kept.kept), np.float64, len(kept.kept))
+
+
+_fused = attrgetter("score")

@@ -57,6 +57,12 @@ class PositionRows:
             self._memo[pos[ask][keep]] = got[keep]
         return out
 
+    def seed(self, space: Sequence[str]) -> None:
+        """Translate every position of ``space`` now (one pass at start-up instead of misses on the hot path)."""
+        self._check(space)
+        got = np.asarray(self.lookup(space), np.int64)
+        self._memo[: len(got)] = np.where(got != self.missing, got, _UNSET)
+
     def _check(self, space: Sequence[str]) -> None:
         gen = self.generation()
         if space is not self._space or gen != self._seen:

@@ -73,6 +73,7 @@ class Funnel:
     ``catalog`` is the worker's local item table, read when the store cannot answer; ``posteriors`` are the
     worker's click/impression counts per source that Thompson sampling draws from. ``embed`` computes the
     session vector from the user's state (a version other than the champion: the store holds the champion's).
+    ``index_ids`` is the id list the ANN source searches: the item-vector row of each position is found once.
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class Funnel:
         posteriors: SourcePosteriors | None = None,
         timer: Callable[[], float] = time.perf_counter,
         embed: Embed | None = None,
+        index_ids: Sequence[str] | None = None,
     ) -> None:
         self.config, self.store, self.sources = config, store, list(sources)
         self.embed = embed
@@ -96,6 +98,7 @@ class Funnel:
         self.features = features or FeatureConfig()
         self.catalog = catalog if catalog is not None else {}
         self.timer = timer
+        self.index_ids = index_ids  # the ANN source's id list: item-vector rows are translated for it up front
         cat = self.catalog
         self._catalog_rows = (
             PositionRows(cat.rows, missing=-1, generation=lambda: cat.generation)
@@ -110,6 +113,8 @@ class Funnel:
         """Swap the model (``ranker=None``: serve in retrieval order with ``fallback`` set)."""
         self.ranker, self.plan, self.vectors = ranker, plan or HydrationPlan.serving(), vectors
         self._rows_of = PositionRows(vectors.rows, missing=len(vectors.ids)) if vectors is not None else None
+        if self._rows_of is not None and self.index_ids is not None:
+            self._rows_of.seed(self.index_ids)
 
     async def run(
         self,

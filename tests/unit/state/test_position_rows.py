@@ -59,3 +59,17 @@ def test_positions_beyond_the_memo_grow_it() -> None:
     ids = ["i2999", "i5"]
     assert memo.rows(ids, np.array([2999, 5]), space).tolist() == [2999, 5]
     assert memo.rows(ids, np.array([2999, 5]), None).tolist() == [2999, 5]
+
+
+def test_a_seeded_memo_never_asks_for_the_positions_it_was_seeded_with() -> None:
+    table = CatalogTable()
+    space = [f"i{j}" for j in range(50)]
+    for i in space[::2]:
+        table[i] = ItemRecord(i, "c")
+    calls: list[list[str]] = []
+    memo = _counting(table, calls)
+    memo.seed(space)
+    pos = np.array([0, 2, 48])
+    assert memo.rows([space[p] for p in pos], pos, space).tolist() == [0, 1, 24]
+    assert len(calls) == 1
+    assert memo.rows(["i1"], np.array([1]), space).tolist() == [-1] and calls[-1] == ["i1"]  # unknown: asked

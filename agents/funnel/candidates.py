@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -108,14 +108,68 @@ class Candidate(NamedTuple):
         return self.sources[0]
 
 
+class CandidateList(Sequence[Candidate]):
+    """Merged candidates as columns; reading one builds its :class:`Candidate`, so the thousand a request
+    merges cost no objects until the few it serves are read. Compares equal to the list of its candidates.
+
+    >>> cands = CandidateList(["a", "b"], [("ann",), ("popular", "ann")], [(0,), (0, 1)], [0.5, 0.25])
+    >>> cands[1], cands.take([1]).ids, cands == [cands[0], cands[1]]
+    (Candidate(item_id='b', sources=('popular', 'ann'), source_ranks=(0, 1), score=0.25), ['b'], True)
+    """
+
+    __slots__ = ("ids", "ranks", "scores", "sources")
+
+    def __init__(
+        self, ids: list[str], sources: list[tuple[str, ...]], ranks: list[tuple[int, ...]], scores: list[float]
+    ) -> None:
+        self.ids, self.sources, self.ranks, self.scores = ids, sources, ranks, scores
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, j: int) -> Candidate: ...
+
+    @overload
+    def __getitem__(self, j: slice) -> CandidateList: ...
+
+    def __getitem__(self, j: int | slice) -> Candidate | CandidateList:
+        if isinstance(j, slice):
+            return CandidateList(self.ids[j], self.sources[j], self.ranks[j], self.scores[j])
+        return _make((self.ids[j], self.sources[j], self.ranks[j], self.scores[j]))
+
+    def __iter__(self) -> Iterator[Candidate]:
+        return map(_make, zip(self.ids, self.sources, self.ranks, self.scores, strict=True))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable columns, like a list
+
+    def take(self, rows: Sequence[int]) -> CandidateList:
+        """The candidates at ``rows``, in that order."""
+        return CandidateList(
+            list(map(self.ids.__getitem__, rows)),
+            list(map(self.sources.__getitem__, rows)),
+            list(map(self.ranks.__getitem__, rows)),
+            list(map(self.scores.__getitem__, rows)),
+        )
+
+
+_make = partial(tuple.__new__, Candidate)
+
+
 @dataclass(frozen=True, slots=True)
 class Merged:
     """The merge's candidates and, for each, its position in ``space`` (-1: no source gave one)."""
 
-    candidates: list[Candidate]
+    candidates: CandidateList
     positions: I64
     space: Sequence[str] | None
-    ids: list[str]  # the candidates' item ids, in order
+
+    @property
+    def ids(self) -> list[str]:
+        return self.candidates.ids
 
 
 def merge_sources(
@@ -132,14 +186,14 @@ def merge_sources(
     >>> [(c.item_id, c.sources, c.source_ranks) for c in out]
     [('b', ('popular', 'ann'), (0, 1)), ('a', ('ann',), (0,))]
     """
-    return merge_ranked(lists, quotas, limit).candidates
+    return list(merge_ranked(lists, quotas, limit).candidates)
 
 
 def merge_ranked(lists: Mapping[str, Sequence[tuple[str, float]]], quotas: Mapping[str, int], limit: int) -> Merged:
     """:func:`merge_sources`, keeping the positions :class:`Ranked` lists carry (those of the first one's space).
 
     Vectorised: ids become integer codes through C-level ``map`` calls, ranks are fused with numpy, and the
-    kept candidates are built by ``tuple.__new__`` without running Python code per item.
+    kept candidates stay columns (:class:`CandidateList`).
 
     >>> hits = Ranked([("a", .9), ("b", .8)], np.array([4, 7]), ["?"] * 8)
     >>> out = merge_ranked({"ann": hits, "popular": [("c", 50.), ("a", 40.)]}, {}, 10)
@@ -151,7 +205,7 @@ def merge_ranked(lists: Mapping[str, Sequence[tuple[str, float]]], quotas: Mappi
     hit_ids = [item_id for top in tops for item_id in map(_first, top)]
     space = next((r.space for r in lists.values() if isinstance(r, Ranked)), None)
     if not hit_ids:
-        return Merged([], np.zeros(0, np.int64), space, [])
+        return Merged(CandidateList([], [], [], []), np.zeros(0, np.int64), space)
     items = list(dict.fromkeys(hit_ids))
     codes = dict(zip(items, range(len(items)), strict=True))
     code = np.fromiter(map(codes.__getitem__, hit_ids), np.int64, len(hit_ids))
@@ -166,7 +220,7 @@ def merge_ranked(lists: Mapping[str, Sequence[tuple[str, float]]], quotas: Mappi
     n_hits = np.bincount(code, minlength=len(items))
     kept = np.lexsort((prio[start], rank[start], -fused))[:limit]
     at, many = start[kept], n_hits[kept]
-    single = [(n,) for n in names]
+    single: list[tuple[str, ...]] = [(n,) for n in names]
     sources = list(map(single.__getitem__, prio[at].tolist()))
     ranks: list[tuple[int, ...]] = list(zip(rank[at].tolist()))
     several = np.flatnonzero(many > 1)
@@ -174,12 +228,11 @@ def merge_ranked(lists: Mapping[str, Sequence[tuple[str, float]]], quotas: Mappi
         src_all, rank_all = [names[p] for p in prio.tolist()], rank.tolist()
         for j, lo, n in zip(several.tolist(), at[several].tolist(), many[several].tolist(), strict=True):
             sources[j], ranks[j] = tuple(src_all[lo : lo + n]), tuple(rank_all[lo : lo + n])
-    ids = list(map(items.__getitem__, kept.tolist()))
-    cands = list(map(partial(tuple.__new__, Candidate), zip(ids, sources, ranks, fused[kept].tolist(), strict=True)))
+    cands = CandidateList(list(map(items.__getitem__, kept.tolist())), sources, ranks, fused[kept].tolist())
     if space is None:
-        return Merged(cands, np.full(len(cands), -1, np.int64), None, ids)
+        return Merged(cands, np.full(len(cands), -1, np.int64), None)
     hit_pos = np.concatenate([_positions(lists[n], len(t), space) for n, t in zip(names, tops, strict=True)])[order]
-    return Merged(cands, np.maximum.reduceat(hit_pos, start)[kept], space, ids)
+    return Merged(cands, np.maximum.reduceat(hit_pos, start)[kept], space)
 
 
 def _positions(ranked: Sequence[tuple[str, float]], n: int, space: Sequence[str]) -> I64:

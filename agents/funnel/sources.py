@@ -124,6 +124,7 @@ class CachedPool:
     def __init__(self, inner: PoolSource, ttl_s: float, timer: Callable[[], float] = time.monotonic) -> None:
         self.inner, self.ttl_s, self.timer = inner, ttl_s, timer
         self._cache: dict[tuple[str, ...], tuple[float, Scored]] = {}
+        self._mixed: dict[tuple[str, ...], tuple[list[Scored], Scored]] = {}  # categories -> (lists, interleaved)
 
     @property
     def name(self) -> str:
@@ -137,7 +138,13 @@ class CachedPool:
         lists = await asyncio.gather(
             *(self._cached((c,), lambda c=c: self.inner.read_category(c, ctx.now)) for c in cats)  # type: ignore[misc]
         )
-        return interleave(lists, self.inner.n)
+        mixed = self._mixed.get(cats)
+        if mixed is None or not _same_objects(mixed[0], lists):
+            mixed = (lists, interleave(lists, self.inner.n))  # the same cached lists interleave the same way
+            if len(self._mixed) > 4096:
+                self._mixed.clear()
+            self._mixed[cats] = mixed
+        return mixed[1]
 
     async def _cached(self, key: tuple[str, ...], read: Callable[[], Awaitable[Scored]]) -> Scored:
         now = self.timer()
@@ -149,6 +156,10 @@ class CachedPool:
             self._cache.clear()
         self._cache[key] = (now, out)
         return out
+
+
+def _same_objects(a: Sequence[object], b: Sequence[object]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 def interleave(lists: Sequence[Scored], n: int) -> Scored:

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.funnel.candidates import RRF_K, Candidate, Ranked, RetrievalContext, merge_ranked, merge_sources
-from agents.funnel.sources import AnnSource, CovisitSource, PoolSource, StaticSource, recent_items
+from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolSource, StaticSource, recent_items
 from state.features import category_affinity
+from state.store import DecayedUpdate, WriteBatch
 
 
 def test_merge_keeps_every_source_and_rank_and_fuses_scores() -> None:
@@ -151,6 +152,23 @@ async def test_category_pool_interleaves_the_context_categories() -> None:
     got = await PoolSource(w.store, "category", POOLS, n=4).fetch(_ctx(w, cats=("bags", "hats")))
     assert [i for i, _ in got] == ["i57", "i58", "i53", "i54"]
     assert [w.items[i].category for i, _ in got] == ["bags", "hats", "bags", "hats"]
+
+
+async def test_cached_category_pool_answers_like_the_store_until_its_ttl() -> None:
+    w = await build_world()
+    clock = [0.0]
+    inner = PoolSource(w.store, "category", POOLS, n=4)
+    cached = CachedPool(inner, ttl_s=1.0, timer=lambda: clock[0])
+    ctx = _ctx(w, cats=("bags", "hats"))
+    want = await inner.fetch(ctx)
+    assert await cached.fetch(ctx) == await cached.fetch(ctx) == want
+    assert await cached.fetch(_ctx(w, cats=("hats", "bags"))) == await inner.fetch(_ctx(w, cats=("hats", "bags")))
+    update = {"i03": 1e6}  # i03 tops the hats pool
+    await w.store.write_batch(WriteBatch("t", decayed=[DecayedUpdate(POOLS.category_popular("hats"), T0, update)]))
+    assert await cached.fetch(ctx) == want  # within the TTL: the cached lists, interleaved as before
+    clock[0] = 2.0
+    fresh = await cached.fetch(ctx)
+    assert fresh == await inner.fetch(ctx) and fresh[1][0] == "i03"
 
 
 async def test_static_source_respects_exclude() -> None:

@@ -112,17 +112,29 @@ class CandidateList(Sequence[Candidate]):
     """Merged candidates as columns; reading one builds its :class:`Candidate`, so the thousand a request
     merges cost no objects until the few it serves are read. Compares equal to the list of its candidates.
 
-    >>> cands = CandidateList(["a", "b"], [("ann",), ("popular", "ann")], [(0,), (0, 1)], [0.5, 0.25])
-    >>> cands[1], cands.take([1]).ids, cands == [cands[0], cands[1]]
-    (Candidate(item_id='b', sources=('popular', 'ann'), source_ranks=(0, 1), score=0.25), ['b'], True)
+    Every source's hit of candidate ``j`` is ``hit_sources[at[j] : at[j] + many[j]]`` (and the same slice of
+    ``hit_ranks``), best first; :meth:`of` builds the columns from candidates.
+
+    >>> b = Candidate("b", ("popular", "ann"), (0, 1), 0.25)
+    >>> cands = CandidateList.of([Candidate("a", ("ann",), (0,), 0.5), b])
+    >>> cands[1] == b, cands.take([1]).ids, cands.primary, cands == [cands[0], b], cands[1:] == [b]
+    (True, ['b'], ['ann', 'popular'], True, True)
     """
 
-    __slots__ = ("ids", "ranks", "scores", "sources")
+    __slots__ = ("at", "hit_ranks", "hit_sources", "ids", "many", "scores")
 
     def __init__(
-        self, ids: list[str], sources: list[tuple[str, ...]], ranks: list[tuple[int, ...]], scores: list[float]
+        self, ids: list[str], scores: list[float], hits: tuple[list[str], list[int]], at: I64, many: I64
     ) -> None:
-        self.ids, self.sources, self.ranks, self.scores = ids, sources, ranks, scores
+        self.ids, self.scores, self.at, self.many = ids, scores, at, many
+        self.hit_sources, self.hit_ranks = hits
+
+    @classmethod
+    def of(cls, cands: Sequence[Candidate]) -> CandidateList:
+        """The columns of ``cands``."""
+        many = np.fromiter((len(c.sources) for c in cands), np.int64, len(cands))
+        hits = ([s for c in cands for s in c.sources], [r for c in cands for r in c.source_ranks])
+        return cls([c.item_id for c in cands], [c.score for c in cands], hits, np.cumsum(many) - many, many)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -135,25 +147,31 @@ class CandidateList(Sequence[Candidate]):
 
     def __getitem__(self, j: int | slice) -> Candidate | CandidateList:
         if isinstance(j, slice):
-            return CandidateList(self.ids[j], self.sources[j], self.ranks[j], self.scores[j])
-        return _make((self.ids[j], self.sources[j], self.ranks[j], self.scores[j]))
+            return self.take(range(len(self))[j])
+        lo = int(self.at[j])
+        hi = lo + int(self.many[j])
+        return _make((self.ids[j], tuple(self.hit_sources[lo:hi]), tuple(self.hit_ranks[lo:hi]), self.scores[j]))
 
     def __iter__(self) -> Iterator[Candidate]:
-        return map(_make, zip(self.ids, self.sources, self.ranks, self.scores, strict=True))
+        return (self[j] for j in range(len(self)))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
 
     __hash__ = None  # type: ignore[assignment]  # mutable columns, like a list
 
+    @property
+    def primary(self) -> list[str]:
+        """Each candidate's primary source (its best-ranked hit)."""
+        return list(map(self.hit_sources.__getitem__, self.at.tolist()))
+
     def take(self, rows: Sequence[int]) -> CandidateList:
         """The candidates at ``rows``, in that order."""
-        return CandidateList(
-            list(map(self.ids.__getitem__, rows)),
-            list(map(self.sources.__getitem__, rows)),
-            list(map(self.ranks.__getitem__, rows)),
-            list(map(self.scores.__getitem__, rows)),
-        )
+        idx = np.asarray(rows, np.int64)
+        pick = idx.tolist()
+        hits = (self.hit_sources, self.hit_ranks)
+        scores = list(map(self.scores.__getitem__, pick))
+        return CandidateList(list(map(self.ids.__getitem__, pick)), scores, hits, self.at[idx], self.many[idx])
 
 
 _make = partial(tuple.__new__, Candidate)
@@ -205,7 +223,7 @@ def merge_ranked(lists: Mapping[str, Sequence[tuple[str, float]]], quotas: Mappi
     hit_ids = [item_id for top in tops for item_id in map(_first, top)]
     space = next((r.space for r in lists.values() if isinstance(r, Ranked)), None)
     if not hit_ids:
-        return Merged(CandidateList([], [], [], []), np.zeros(0, np.int64), space)
+        return Merged(CandidateList.of([]), np.zeros(0, np.int64), space)
     items = list(dict.fromkeys(hit_ids))
     codes = dict(zip(items, range(len(items)), strict=True))
     code = np.fromiter(map(codes.__getitem__, hit_ids), np.int64, len(hit_ids))
@@ -219,16 +237,9 @@ def merge_ranked(lists: Mapping[str, Sequence[tuple[str, float]]], quotas: Mappi
     start = np.searchsorted(code, np.arange(len(items)))
     n_hits = np.bincount(code, minlength=len(items))
     kept = np.lexsort((prio[start], rank[start], -fused))[:limit]
-    at, many = start[kept], n_hits[kept]
-    single: list[tuple[str, ...]] = [(n,) for n in names]
-    sources = list(map(single.__getitem__, prio[at].tolist()))
-    ranks: list[tuple[int, ...]] = list(zip(rank[at].tolist()))
-    several = np.flatnonzero(many > 1)
-    if several.size:  # items several sources proposed: their hits are consecutive from ``at``
-        src_all, rank_all = [names[p] for p in prio.tolist()], rank.tolist()
-        for j, lo, n in zip(several.tolist(), at[several].tolist(), many[several].tolist(), strict=True):
-            sources[j], ranks[j] = tuple(src_all[lo : lo + n]), tuple(rank_all[lo : lo + n])
-    cands = CandidateList(list(map(items.__getitem__, kept.tolist())), sources, ranks, fused[kept].tolist())
+    hits = ([names[p] for p in prio.tolist()], rank.tolist())  # every hit, each candidate's consecutive from ``at``
+    ids = list(map(items.__getitem__, kept.tolist()))
+    cands = CandidateList(ids, fused[kept].tolist(), hits, start[kept], n_hits[kept])
     if space is None:
         return Merged(cands, np.full(len(cands), -1, np.int64), None)
     hit_pos = np.concatenate([_positions(lists[n], len(t), space) for n, t in zip(names, tops, strict=True)])[order]

@@ -10,7 +10,15 @@ from funnel_world import CFG, POOLS, T0, World, build_world
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.funnel.candidates import RRF_K, Candidate, Ranked, RetrievalContext, merge_ranked, merge_sources
+from agents.funnel.candidates import (
+    RRF_K,
+    Candidate,
+    CandidateList,
+    Ranked,
+    RetrievalContext,
+    merge_ranked,
+    merge_sources,
+)
 from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolSource, StaticSource, recent_items
 from state.features import category_affinity
 from state.store import DecayedUpdate, WriteBatch
@@ -194,3 +202,21 @@ def test_merge_ranked_carries_each_candidates_index_position(
     from_ann = set(ann_pos[:quota])
     for cand, pos in zip(out.candidates, out.positions.tolist(), strict=True):
         assert (space[pos] == cand.item_id) if cand.item_id in {space[p] for p in from_ann} else pos == -1
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["ann", "covisit", "trending", "popular"]),
+        st.lists(st.sampled_from([f"i{j}" for j in range(15)]), max_size=12),
+        max_size=4,
+    ),
+    st.lists(st.integers(0, 14), max_size=10),
+)
+def test_candidate_columns_read_like_the_list_of_candidates(raw: dict[str, list[str]], rows: list[int]) -> None:
+    cands = merge_ranked({n: [(i, 1.0) for i in items] for n, items in raw.items()}, {}, 50).candidates
+    listed = list(cands)
+    rows = [r for r in rows if r < len(listed)]
+    assert CandidateList.of(listed) == cands == listed and cands.primary == [c.source for c in listed]
+    assert cands.take(rows) == [listed[r] for r in rows] and cands.take(rows).ids == [listed[r].item_id for r in rows]
+    assert cands[1:3] == listed[1:3] and [cands[j] for j in range(len(cands))] == listed

@@ -171,4 +171,5 @@ def build_funnel(
         catalog=catalog,
         embed=session_embedder(loaded) if own_vectors and loaded is not None else None,
         posteriors=posteriors,
+        index_ids=live.item_ids if live is not None else (loaded.item_ids if loaded is not None else None),
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, MutableMapping, Sequence
 from itertools import repeat
 
@@ -14,6 +13,7 @@ from state.items import ItemCounts, ItemRecord
 from streams.records import EVENT_TYPES
 
 _N = len(EVENT_TYPES)
+_PRICE, _AVAILABLE, _CREATED, _CATEGORY, _BRAND, _COUNTS = range(6)  # columns of the numeric block
 
 
 class CatalogTable(MutableMapping[str, ItemRecord]):
@@ -37,12 +37,13 @@ class CatalogTable(MutableMapping[str, ItemRecord]):
     def __init__(self, capacity: int = 1024) -> None:
         self._row: dict[str, int] = {}
         self._ids: list[str] = []
-        self._category: list[str] = []
-        self._brand: list[str] = []
-        self._price = np.zeros(capacity)
-        self._available = np.zeros(capacity, bool)
-        self._created = np.zeros(capacity)
-        self._counts = np.zeros((capacity, _N), np.int64)
+        # one row of numbers per item, so a candidate list is one gather: price, available, created_at,
+        # category and brand codes (into ``_words``), then the counters; every value is exact in float64
+        self._num = np.zeros((capacity, _COUNTS + _N))
+        self._words: list[str] = [""]  # code 0 is the empty string: what unknown rows read
+        self._word_code: dict[str, int] = {"": 0}
+        self._word_array = np.array(self._words, dtype=object)
+        self.generation = 0  # bumped by every deletion: the only change that moves an id to another row
 
     def __len__(self) -> int:
         return len(self._row)
@@ -54,66 +55,69 @@ class CatalogTable(MutableMapping[str, ItemRecord]):
         return item_id in self._row
 
     def __getitem__(self, item_id: str) -> ItemRecord:
-        j = self._row[item_id]
+        row = self._num[self._row[item_id]]
         return ItemRecord(
             item_id,
-            self._category[j],
-            self._brand[j],
-            float(self._price[j]),
-            bool(self._available[j]),
-            float(self._created[j]),
-            ItemCounts(tuple(int(c) for c in self._counts[j])),
+            self._words[int(row[_CATEGORY])],
+            self._words[int(row[_BRAND])],
+            float(row[_PRICE]),
+            bool(row[_AVAILABLE]),
+            float(row[_CREATED]),
+            ItemCounts(tuple(int(c) for c in row[_COUNTS:])),
         )
 
     def __setitem__(self, item_id: str, rec: ItemRecord) -> None:
         j = self._row.get(item_id)
         if j is None:
             j = len(self._ids)
-            if j == self._price.shape[0]:
-                self._grow(2 * j)
+            if j == self._num.shape[0]:
+                self._num = np.resize(self._num, (2 * j, self._num.shape[1]))
             self._row[item_id] = j
             self._ids.append(item_id)
-            self._category.append(sys.intern(rec.category))  # a few dozen distinct strings, a million rows
-            self._brand.append(sys.intern(rec.brand))
-        else:
-            self._category[j], self._brand[j] = sys.intern(rec.category), sys.intern(rec.brand)
-        self._price[j], self._available[j], self._created[j] = rec.price, rec.available, rec.created_at
-        self._counts[j] = rec.counts.counts
+        words = (self._code(rec.category), self._code(rec.brand))
+        self._num[j] = (rec.price, rec.available, rec.created_at, *words, *rec.counts.counts)
+
+    def _code(self, word: str) -> int:
+        code = self._word_code.get(word)
+        if code is None:  # a few dozen categories and some thousands of brands, a million rows
+            code = self._word_code[word] = len(self._words)
+            self._words.append(word)
+            self._word_array = np.array(self._words, dtype=object)
+        return code
 
     def __delitem__(self, item_id: str) -> None:
         del self._row[item_id]
-
-    def _grow(self, capacity: int) -> None:
-        self._price = np.resize(self._price, capacity)
-        self._available = np.resize(self._available, capacity)
-        self._created = np.resize(self._created, capacity)
-        self._counts = np.resize(self._counts, (capacity, _N))
+        self.generation += 1
 
     def columns(self, item_ids: Sequence[str]) -> ItemColumns:
         """Records of ``item_ids`` as columns; ids not in the table are unknown rows."""
-        n = len(item_ids)
         if not self._ids:
             return ItemColumns.empty(item_ids)
-        rows = np.fromiter(map(self._row.get, item_ids, repeat(-1)), np.int64, n)
+        return self.columns_at(item_ids, self.rows(item_ids))
+
+    def rows(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
+        """Row of each id, -1 where the table lacks it (rows stay valid until :attr:`generation` changes)."""
+        return np.fromiter(map(self._row.get, item_ids, repeat(-1)), np.int64, len(item_ids))
+
+    def columns_at(self, item_ids: Sequence[str], rows: npt.NDArray[np.int64]) -> ItemColumns:
+        """Columns of ``item_ids`` whose rows (from :meth:`rows`, -1: unknown) are already known."""
+        if not self._ids:
+            return ItemColumns.empty(item_ids)
         known = rows >= 0
-        at = np.where(known, rows, 0)
-        pick = at.tolist()
-        category, brand = list(map(self._category.__getitem__, pick)), list(map(self._brand.__getitem__, pick))
-        for j in np.flatnonzero(~known).tolist():
-            category[j] = brand[j] = ""
-        out = ItemColumns(
+        block = self._num[np.where(known, rows, 0)]
+        block[~known] = 0.0  # unknown rows: zeros, not available, empty strings (code 0)
+        words = self._word_array[block[:, _CATEGORY : _BRAND + 1].astype(np.int64)]
+        return ItemColumns(
             item_ids,
             known,
-            category,
-            brand,
-            np.where(known, self._price[at], 0.0),
-            known & self._available[at],
-            np.where(known, self._created[at], 0.0),
-            np.where(known[:, None], self._counts[at], 0),
+            words[:, 0].tolist(),
+            words[:, 1].tolist(),
+            block[:, _PRICE],
+            block[:, _AVAILABLE] != 0.0,
+            block[:, _CREATED],
+            block[:, _COUNTS:].astype(np.int64),
         )
-        return out
 
     def nbytes(self) -> int:
         """Bytes held by the numeric columns (the strings and the index come on top)."""
-        arrays: list[npt.NDArray[np.generic]] = [self._price, self._available, self._created, self._counts]
-        return sum(int(a.nbytes) for a in arrays)
+        return int(self._num.nbytes)

@@ -142,10 +142,10 @@ class ItemColumns:
         idx = np.asarray(rows, dtype=np.int64)
         pick = idx.tolist()
         return ItemColumns(
-            [self.ids[j] for j in pick],
+            list(map(self.ids.__getitem__, pick)),
             self.known[idx],
-            [self.category[j] for j in pick],
-            [self.brand[j] for j in pick],
+            list(map(self.category.__getitem__, pick)),
+            list(map(self.brand.__getitem__, pick)),
             self.price[idx],
             self.available[idx],
             self.created_at[idx],

@@ -25,6 +25,7 @@ bench_app = typer.Typer(help="Benchmarks that write JSON.", no_args_is_help=True
 app.add_typer(topics_app, name="topics")
 app.add_typer(bench_app, name="bench")
 console = Console()
+YOUNG_GC_THRESHOLD = 20_000  # allocations between collections of the youngest generation (CPython: 700)
 
 
 def _settings() -> Settings:
@@ -46,6 +47,9 @@ def worker() -> None:
     # which otherwise rescans them and shows up as serving-latency spikes.
     gc.collect()
     gc.freeze()
+    # A request allocates thousands of short-lived tuples (candidates, scored pairs) that reference counting
+    # frees; collecting the youngest generation every 700 allocations only rescans them (~5 % of a request).
+    gc.set_threshold(YOUNG_GC_THRESHOLD, 10, 10)
     faust.Worker(faust_app, loglevel=settings.worker.log_level.upper(), quiet=True).execute_from_commandline()
 
 

@@ -9,7 +9,7 @@ from operator import attrgetter
 import numpy as np
 import numpy.typing as npt
 
-from agents.funnel.candidates import Candidate
+from agents.funnel.candidates import Candidate, CandidateList
 from state.item_columns import ItemColumns
 from state.items import ItemRecord
 from state.user_state import UserState
@@ -74,9 +74,10 @@ def _number(v: ContextValue | None) -> float | None:
 class Filtered:
     """Kept candidates with their records (aligned columns; iterating gives records), and drops per filter."""
 
-    kept: list[Candidate]
+    kept: Sequence[Candidate]
     records: ItemColumns
     dropped: dict[str, int]
+    index: I64 | None = None  # where each kept candidate was among those filtered
 
 
 def _constraint_failures(cols: ItemColumns, cons: Constraints, reason: I64) -> None:
@@ -127,7 +128,7 @@ def apply_filters(
     >>> [c.item_id for c in out.kept], out.dropped
     (['a'], {'exclude': 1, 'unavailable': 1, 'price': 1})
     """
-    ids = list(map(_item_id, cands))
+    ids = cands.ids if isinstance(cands, CandidateList) else list(map(_item_id, cands))
     cols = records if isinstance(records, ItemColumns) else ItemColumns.from_records(ids, records)
     banned = banned_ids(state, cons, cfg)
     reason = np.full(len(ids), -1, dtype=np.int64)
@@ -145,8 +146,10 @@ def apply_filters(
     _constraint_failures(cols, cons, reason)
     keep = np.flatnonzero(reason < 0)
     counts = np.bincount(reason[reason >= 0], minlength=len(FILTERS))
+    rows = keep.tolist()
     return Filtered(
-        [cands[j] for j in keep.tolist()],
+        cands.take(rows) if isinstance(cands, CandidateList) else [cands[j] for j in rows],
         cols.take(keep),
         {f: int(counts[n]) for n, f in enumerate(FILTERS) if counts[n]},
+        keep,
     )

@@ -150,7 +150,11 @@ def hydrate(
     missing = {"user_state": n if state is None else 0, "item_record": 0, "tt_dot": 0, "non_finite": 0}
     st = state if state is not None else new_user_state(user_id)
     missing["item_record"] = int(n - cols.known.sum())
-    categories = [c if k else UNKNOWN_CATEGORY for c, k in zip(cols.category, cols.known.tolist(), strict=True)]
+    categories = (
+        cols.category
+        if missing["item_record"] == 0
+        else [c if k else UNKNOWN_CATEGORY for c, k in zip(cols.category, cols.known.tolist(), strict=True)]
+    )
     user = user_features(st, now, cfg)
     full = np.empty((n, len(SERVING_FEATURES)), dtype=np.float64)
     nu = len(USER_FEATURE_NAMES)

@@ -124,18 +124,20 @@ def mmr(
     counts = np.zeros(int(cats.max()) + 1 if cats is not None and n else 0, dtype=np.int64)
     picked: list[int] = []
     diverse = unit is not None and lam < 1.0
+    base = lam * rel  # the same products every pass
+    blocked = np.zeros(n)  # -inf where no longer available: adding 0.0 leaves every other score as it was
     for _ in range(min(k, n)):
-        score = lam * rel - (1.0 - lam) * max_sim if diverse else rel.copy()
-        score[~avail] = -np.inf
+        score = base - (1.0 - lam) * max_sim + blocked if diverse else rel + blocked
         j = int(np.argmax(score))
         if not avail[j]:
             break
         picked.append(j)
-        avail[j] = False
+        avail[j], blocked[j] = False, -np.inf
         if cap is not None and cats is not None:
             counts[cats[j]] += 1
             if counts[cats[j]] >= cap:
                 avail &= cats != cats[j]
+                blocked[~avail] = -np.inf
         if diverse:
             assert unit is not None
             max_sim = np.maximum(max_sim, unit @ unit[j])

@@ -8,8 +8,9 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
+from agents.funnel.candidates import EXPLORE_REASON, reason_for
 from agents.funnel.filters import Filtered
-from agents.funnel.ordering import Knobs
+from agents.funnel.ordering import Knobs, Slate
 from streams.records import Impression, RecItem
 
 
@@ -60,3 +61,30 @@ class FunnelResult:
             fallback=self.fallback,
             served_at=served_at,
         )
+
+
+def slate_items(
+    slate: Slate,
+    kept: Filtered,
+    values: npt.NDArray[np.float64],
+    p_click: npt.NDArray[np.float32] | None,
+    p_purchase: npt.NDArray[np.float32] | None,
+) -> list[RecItem]:
+    """The served items of ``slate`` (positions into ``kept``); probabilities and value only when ranked."""
+    ranked = p_click is not None and p_purchase is not None
+    out = []
+    for pos, (j, explored) in enumerate(zip(slate.order, slate.explored, strict=True)):
+        cand = kept.kept[j]
+        out.append(
+            RecItem(
+                item_id=cand.item_id,
+                position=pos,
+                score=float(values[j]),
+                source=cand.source,
+                reason=EXPLORE_REASON if explored else reason_for(cand.source),
+                p_click=float(p_click[j]) if ranked and p_click is not None else None,
+                p_purchase=float(p_purchase[j]) if ranked and p_purchase is not None else None,
+                value=float(values[j]) if ranked else None,
+            )
+        )
+    return out

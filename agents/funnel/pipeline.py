@@ -7,18 +7,17 @@ import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
 
 from agents.funnel.candidates import (
-    EXPLORE_REASON,
-    Candidate,
     CandidateSource,
+    Merged,
     RetrievalContext,
     Scored,
-    merge_sources,
-    reason_for,
+    merge_ranked,
 )
 from agents.funnel.config import FunnelConfig
 from agents.funnel.embeddings import ItemVectors, session_dots, two_tower_values
@@ -35,7 +34,7 @@ from agents.funnel.ordering import (
     mmr,
     resolve_knobs,
 )
-from agents.funnel.outcome import FunnelResult
+from agents.funnel.outcome import FunnelResult, slate_items
 from agents.funnel.precomputed import PrecomputedTier, filter_precomputed, tier_result, top_up
 from agents.funnel.run_log import RunLog
 from agents.funnel.scoring import Ranker
@@ -46,10 +45,11 @@ from state.feature_config import FeatureConfig
 from state.features import category_affinity
 from state.item_columns import ItemColumns
 from state.items import ItemRecord
+from state.position_rows import PositionRows
 from state.store import OnlineFeatureStore
 from state.user_state import UserState
 from streams.errors import StreamrecError
-from streams.records import RecItem, RecommendRequest
+from streams.records import RecommendRequest
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -73,6 +73,7 @@ class Funnel:
     ``catalog`` is the worker's local item table, read when the store cannot answer; ``posteriors`` are the
     worker's click/impression counts per source that Thompson sampling draws from. ``embed`` computes the
     session vector from the user's state (a version other than the champion: the store holds the champion's).
+    ``index_ids`` is the id list the ANN source searches: the item-vector row of each position is found once.
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class Funnel:
         posteriors: SourcePosteriors | None = None,
         timer: Callable[[], float] = time.perf_counter,
         embed: Embed | None = None,
+        index_ids: Sequence[str] | None = None,
     ) -> None:
         self.config, self.store, self.sources = config, store, list(sources)
         self.embed = embed
@@ -96,13 +98,23 @@ class Funnel:
         self.features = features or FeatureConfig()
         self.catalog = catalog if catalog is not None else {}
         self.timer = timer
-        self.ranker, self.plan, self.vectors = ranker, plan or HydrationPlan.serving(), vectors
+        self.index_ids = index_ids  # the ANN source's id list: item-vector rows are translated for it up front
+        cat = self.catalog
+        self._catalog_rows = (
+            PositionRows(cat.rows, missing=-1, generation=lambda: cat.generation)
+            if isinstance(cat, CatalogTable)
+            else None
+        )
+        self.set_model(ranker, plan, vectors)
 
     def set_model(
         self, ranker: Ranker | None, plan: HydrationPlan | None = None, vectors: ItemVectors | None = None
     ) -> None:
         """Swap the model (``ranker=None``: serve in retrieval order with ``fallback`` set)."""
         self.ranker, self.plan, self.vectors = ranker, plan or HydrationPlan.serving(), vectors
+        self._rows_of = PositionRows(vectors.rows, missing=len(vectors.ids)) if vectors is not None else None
+        if self._rows_of is not None and self.index_ids is not None:
+            self._rows_of.seed(self.index_ids)
 
     async def run(
         self,
@@ -132,17 +144,18 @@ class Funnel:
             return tier_result(tier, knobs, stage_ms=run.stage_ms, degraded=[*run.degraded, why])
         ctx = self._context(request.user_id, state, now, cons, run)
         lists, counts, errors, ctx = await self._retrieve(ctx, fallback_items, run, user_vectors)
-        cands = merge_sources(lists, self.config.quotas, self.config.candidate_limit)
+        merged = merge_ranked(lists, self.config.quotas, self.config.candidate_limit)
+        cands = merged.candidates
         run.lap("merge")
-        records = await self._records([c.item_id for c in cands], run)
+        records = await self._records(merged.ids, run, merged)
         kept = apply_filters(cands, records, state, cons, self.config.filters)
         run.lap("filter")
-        rows = self.vectors.rows([c.item_id for c in kept.kept]) if self.vectors is not None else None
+        rows = self._vector_rows(kept, merged)
         scored = self._score(request, ctx, kept, rows, now=now, run=run)
         slate, skipped = self._order(
             scored.values, kept, rows, knobs, correlation_id=request.correlation_id, rng=rng, run=run
         )
-        items = self._items(slate, kept, scored)
+        items = slate_items(slate, kept, scored.values, scored.p_click, scored.p_purchase)
         run.lap("respond")
         result = FunnelResult(
             items=items,
@@ -262,11 +275,19 @@ class Funnel:
         run.lap("retrieve")
         return lists, {name: len(v) for name, v in lists.items()}, errors, ctx
 
-    async def _records(self, item_ids: list[str], run: RunLog) -> ItemColumns:
+    def _vector_rows(self, kept: Filtered, merged: Merged) -> I64 | None:
+        """Rows of the kept candidates in the item vectors, by position where the ANN search gave one."""
+        if self.vectors is None or self._rows_of is None:
+            return None
+        ids = kept.records.ids  # aligned with the kept candidates
+        pos = merged.positions[kept.index] if kept.index is not None else np.full(len(ids), -1, np.int64)
+        return self._rows_of.rows(ids, pos, merged.space)
+
+    async def _records(self, item_ids: list[str], run: RunLog, merged: Merged | None = None) -> ItemColumns:
         ask = list(range(len(item_ids)))
         cols = ItemColumns.empty(item_ids)
         if self.config.catalog_first:
-            cols = self._local_columns(item_ids)
+            cols = self._local_columns(item_ids, merged)
             ask = np.flatnonzero(~cols.known).tolist()
         try:
             got = await self.store.read_item_columns([item_ids[j] for j in ask]) if ask else None
@@ -279,7 +300,9 @@ class Funnel:
         run.lap("items")
         return cols
 
-    def _local_columns(self, item_ids: list[str]) -> ItemColumns:
+    def _local_columns(self, item_ids: list[str], merged: Merged | None) -> ItemColumns:
+        if isinstance(self.catalog, CatalogTable) and self._catalog_rows is not None and merged is not None:
+            return self.catalog.columns_at(item_ids, self._catalog_rows.rows(item_ids, merged.positions, merged.space))
         if isinstance(self.catalog, CatalogTable):
             return self.catalog.columns(item_ids)
         return ItemColumns.from_records(item_ids, [self.catalog.get(i) for i in item_ids])
@@ -294,7 +317,6 @@ class Funnel:
         now: float,
         run: RunLog,
     ) -> _Scored:
-        retrieval = np.array([c.score for c in kept.kept], dtype=np.float64)
         empty = np.zeros((0, len(self.plan.columns)), np.float32)
         if self.ranker is None or not kept.kept:
             if self.ranker is None and kept.kept:
@@ -304,8 +326,8 @@ class Funnel:
                     return _Scored(two_tower, None, None, empty)
             if self.ranker is None:
                 run.degraded.append("no_ranker")
-            return _Scored(retrieval, None, None, empty)
-        ids = [c.item_id for c in kept.kept]
+            return _Scored(_retrieval_scores(kept), None, None, empty)
+        ids = kept.records.ids  # aligned with the kept candidates
         dots, found = self.tt_dots(rows, ctx.user_vector)
         hyd = hydrate(
             self.plan,
@@ -324,7 +346,7 @@ class Funnel:
             p_click, p_purchase = self.ranker.score(hyd.matrix)
         except RankerError:
             run.degraded.append("ranker_error")
-            return _Scored(retrieval, None, None, empty)
+            return _Scored(_retrieval_scores(kept), None, None, empty)
         price = kept.records.price
         values = self.config.value_for(request.surface).value(p_click, p_purchase, price)
         run.lap("score")
@@ -369,21 +391,10 @@ class Funnel:
         run.lap("order")
         return slate, (("mmr", "explore") if rushed else ())
 
-    def _items(self, slate: Slate, kept: Filtered, scored: _Scored) -> list[RecItem]:
-        out = []
-        for pos, (j, explored) in enumerate(zip(slate.order, slate.explored, strict=True)):
-            cand: Candidate = kept.kept[j]
-            ranked = scored.p_click is not None and scored.p_purchase is not None
-            out.append(
-                RecItem(
-                    item_id=cand.item_id,
-                    position=pos,
-                    score=float(scored.values[j]),
-                    source=cand.source,
-                    reason=EXPLORE_REASON if explored else reason_for(cand.source),
-                    p_click=float(scored.p_click[j]) if ranked and scored.p_click is not None else None,
-                    p_purchase=float(scored.p_purchase[j]) if ranked and scored.p_purchase is not None else None,
-                    value=float(scored.values[j]) if ranked else None,
-                )
-            )
-        return out
+
+def _retrieval_scores(kept: Filtered) -> F64:
+    """The fused retrieval score of each kept candidate: the order served without a model's values."""
+    return np.fromiter(map(_fused, kept.kept), np.float64, len(kept.kept))
+
+
+_fused = attrgetter("score")

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
-from agents.funnel.candidates import RetrievalContext, Scored
+from agents.funnel.candidates import Ranked, RetrievalContext, Scored
 from state.ann import AnnIndex
 from state.pools import PoolConfig
 from state.store import OnlineFeatureStore
@@ -33,7 +33,9 @@ class AnnSource:
             return []
         ids, scores = self.index.search(ctx.user_vector.reshape(1, -1), self.k)
         ok = (ids[0] >= 0) & (ids[0] < len(self.item_ids))
-        return list(zip(map(self.item_ids.__getitem__, ids[0][ok].tolist()), scores[0][ok].tolist(), strict=True))
+        pos = ids[0][ok]
+        pairs = zip(map(self.item_ids.__getitem__, pos.tolist()), scores[0][ok].tolist(), strict=True)
+        return Ranked(pairs, pos, self.item_ids)  # positions in ``item_ids``: the funnel finds rows by them
 
 
 class CovisitSource:
@@ -122,6 +124,7 @@ class CachedPool:
     def __init__(self, inner: PoolSource, ttl_s: float, timer: Callable[[], float] = time.monotonic) -> None:
         self.inner, self.ttl_s, self.timer = inner, ttl_s, timer
         self._cache: dict[tuple[str, ...], tuple[float, Scored]] = {}
+        self._mixed: dict[tuple[str, ...], tuple[list[Scored], Scored]] = {}  # categories -> (lists, interleaved)
 
     @property
     def name(self) -> str:
@@ -135,7 +138,13 @@ class CachedPool:
         lists = await asyncio.gather(
             *(self._cached((c,), lambda c=c: self.inner.read_category(c, ctx.now)) for c in cats)  # type: ignore[misc]
         )
-        return interleave(lists, self.inner.n)
+        mixed = self._mixed.get(cats)
+        if mixed is None or not _same_objects(mixed[0], lists):
+            mixed = (lists, interleave(lists, self.inner.n))  # the same cached lists interleave the same way
+            if len(self._mixed) > 4096:
+                self._mixed.clear()
+            self._mixed[cats] = mixed
+        return mixed[1]
 
     async def _cached(self, key: tuple[str, ...], read: Callable[[], Awaitable[Scored]]) -> Scored:
         now = self.timer()
@@ -147,6 +156,10 @@ class CachedPool:
             self._cache.clear()
         self._cache[key] = (now, out)
         return out
+
+
+def _same_objects(a: Sequence[object], b: Sequence[object]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 def interleave(lists: Sequence[Scored], n: int) -> Scored:

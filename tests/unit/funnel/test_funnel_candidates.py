@@ -10,9 +10,18 @@ from funnel_world import CFG, POOLS, T0, World, build_world
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.funnel.candidates import RRF_K, Candidate, RetrievalContext, merge_sources
-from agents.funnel.sources import AnnSource, CovisitSource, PoolSource, StaticSource, recent_items
+from agents.funnel.candidates import (
+    RRF_K,
+    Candidate,
+    CandidateList,
+    Ranked,
+    RetrievalContext,
+    merge_ranked,
+    merge_sources,
+)
+from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolSource, StaticSource, recent_items
 from state.features import category_affinity
+from state.store import DecayedUpdate, WriteBatch
 
 
 def test_merge_keeps_every_source_and_rank_and_fuses_scores() -> None:
@@ -153,6 +162,61 @@ async def test_category_pool_interleaves_the_context_categories() -> None:
     assert [w.items[i].category for i, _ in got] == ["bags", "hats", "bags", "hats"]
 
 
+async def test_cached_category_pool_answers_like_the_store_until_its_ttl() -> None:
+    w = await build_world()
+    clock = [0.0]
+    inner = PoolSource(w.store, "category", POOLS, n=4)
+    cached = CachedPool(inner, ttl_s=1.0, timer=lambda: clock[0])
+    ctx = _ctx(w, cats=("bags", "hats"))
+    want = await inner.fetch(ctx)
+    assert await cached.fetch(ctx) == await cached.fetch(ctx) == want
+    assert await cached.fetch(_ctx(w, cats=("hats", "bags"))) == await inner.fetch(_ctx(w, cats=("hats", "bags")))
+    update = {"i03": 1e6}  # i03 tops the hats pool
+    await w.store.write_batch(WriteBatch("t", decayed=[DecayedUpdate(POOLS.category_popular("hats"), T0, update)]))
+    assert await cached.fetch(ctx) == want  # within the TTL: the cached lists, interleaved as before
+    clock[0] = 2.0
+    fresh = await cached.fetch(ctx)
+    assert fresh == await inner.fetch(ctx) and fresh[1][0] == "i03"
+
+
 async def test_static_source_respects_exclude() -> None:
     ctx = RetrievalContext("u", None, T0, exclude=frozenset({"b"}))
     assert await StaticSource([("a", 2.0), ("b", 1.0)]).fetch(ctx) == [("a", 2.0)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(0, 30), unique=True, max_size=20),
+    st.lists(st.integers(0, 40), max_size=20),
+    st.integers(0, 25),
+    st.integers(1, 50),
+)
+def test_merge_ranked_carries_each_candidates_index_position(
+    ann_pos: list[int], pool: list[int], quota: int, limit: int
+) -> None:
+    space = [f"i{j}" for j in range(31)]  # the index knows i0..i30; the pool also proposes i31..i40
+    ann = Ranked([(space[p], 1.0) for p in ann_pos], np.array(ann_pos, np.int64), space)
+    lists = {"popular": [(f"i{j}", 1.0) for j in pool], "ann": ann}
+    out = merge_ranked(lists, {"ann": quota}, limit)
+    assert out.candidates == merge_sources(lists, {"ann": quota}, limit) and out.space is space
+    from_ann = set(ann_pos[:quota])
+    for cand, pos in zip(out.candidates, out.positions.tolist(), strict=True):
+        assert (space[pos] == cand.item_id) if cand.item_id in {space[p] for p in from_ann} else pos == -1
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["ann", "covisit", "trending", "popular"]),
+        st.lists(st.sampled_from([f"i{j}" for j in range(15)]), max_size=12),
+        max_size=4,
+    ),
+    st.lists(st.integers(0, 14), max_size=10),
+)
+def test_candidate_columns_read_like_the_list_of_candidates(raw: dict[str, list[str]], rows: list[int]) -> None:
+    cands = merge_ranked({n: [(i, 1.0) for i in items] for n, items in raw.items()}, {}, 50).candidates
+    listed = list(cands)
+    rows = [r for r in rows if r < len(listed)]
+    assert CandidateList.of(listed) == cands == listed and cands.primary == [c.source for c in listed]
+    assert cands.take(rows) == [listed[r] for r in rows] and cands.take(rows).ids == [listed[r].item_id for r in rows]
+    assert cands[1:3] == listed[1:3] and [cands[j] for j in range(len(cands))] == listed

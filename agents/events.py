@@ -127,9 +127,8 @@ async def feed(app: faust.App, values: list[bytes], key: bytes | None = None, pa
     topic = ingest.rt.topics.events
     start = (await ingest.rt.store.applied_offsets(topic)).get(partition, -1) + 1
     now = ingest.rt.clock.now()
-    tp = TP(topic, partition)
+    tp, gen = TP(topic, partition), app.consumer_generation_id
     for i, value in enumerate(values):
-        gen = app.consumer_generation_id
         message = Message(topic, partition, start + i, now, 0, [], key, value, None, tp=tp, generation_id=gen)
         ingest.buffer.put(message, tp)
     await ingest.drain()

@@ -69,7 +69,7 @@ class BatchBuffer:
         return batch
 
     async def take(self, max_n: int, linger_s: float) -> list[Message]:
-        """Wait for a message, then up to ``linger_s`` more unless ``max_n`` are already here; take them."""
+        """Wait for a message, then ``linger_s`` more unless ``max_n`` are already here; take up to ``max_n``."""
         await self._ready.wait()
         if len(self._pending) < max_n and linger_s > 0:
             await asyncio.sleep(linger_s)

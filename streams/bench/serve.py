@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,37 @@ from streams.bench.harness import (
 from streams.bench.ingest import produce_paced, wait_handled
 from streams.client import RecClient
 from streams.errors import InfraError, RequestTimeoutError
+from streams.records import RecommendResponse
 from streams.settings import ServingSettings, Settings
 from streams.topics import topic_names, topic_specs
+
+
+@dataclass(slots=True)
+class Legs:
+    """Where each round trip went, from the wall clocks of client and worker (one machine, one clock):
+    ``to_worker`` (produce, broker, the worker's fetch), ``in_worker`` (received to reply built) and
+    ``back`` (reply produced, broker, the client's fetch)."""
+
+    rows: list[tuple[float, float, float]] = field(default_factory=list)
+
+    def add(self, sent: float, resp: RecommendResponse, got: float) -> None:
+        replied = resp.served_at.timestamp()
+        received = replied - resp.latency_ms / 1000.0
+        self.rows.append(((received - sent) * 1e3, resp.latency_ms, (got - replied) * 1e3))
+
+    def summary(self) -> dict[str, Any]:
+        """p50/p99 of each leg, and each leg's mean over the slowest 1 % of round trips (``slowest_1pct``)."""
+        if not self.rows:
+            return {}
+        a = np.asarray(self.rows, dtype=np.float64)
+        slow = a[np.argsort(a.sum(axis=1))[-max(1, len(a) // 100) :]]
+        names = ("to_worker", "in_worker", "back")
+        out: dict[str, Any] = {
+            name: {k: v for k, v in summarize_ms(a[:, j].tolist()).items() if k in ("p50_ms", "p99_ms")}
+            for j, name in enumerate(names)
+        }
+        out["slowest_1pct"] = {name: round(float(slow[:, j].mean()), 3) for j, name in enumerate(names)}
+        return out
 
 
 async def open_loop(
@@ -41,15 +70,17 @@ async def open_loop(
     stages: dict[str, list[float]] = {}
     sizes: dict[str, list[int]] = {"candidates": [], "ranked": []}
     counts = {"requests": 0, "errors": 0, "timeouts": 0, "fallbacks": 0}
+    legs = Legs()
 
     async def one(i: int) -> None:
-        t0 = time.perf_counter()
+        t0, sent = time.perf_counter(), time.time()
         try:
             resp = await client.recommend(user_of(i), k, deadline_ms=1000)
         except RequestTimeoutError:
             counts["timeouts"] += 1
             return
         latencies.append((time.perf_counter() - t0) * 1000.0)
+        legs.add(sent, resp, time.time())
         for stage, ms in [*resp.stage_ms.items(), ("worker_total", resp.latency_ms)]:
             stages.setdefault(stage, []).append(ms)
         counts["errors"] += resp.error is not None
@@ -78,6 +109,7 @@ async def open_loop(
         },
         **{f"{name}_p50": float(np.median(v)) if v else 0.0 for name, v in sizes.items()},
         **{f"{name}_min": min(v, default=0) for name, v in sizes.items()},
+        "legs": legs.summary(),
     }
 
 
@@ -91,7 +123,12 @@ async def measure_echo(settings: Settings, rps: float, seconds: float, logs: Pat
                 res = await open_loop(client, rps, seconds, lambda i: f"u{i % 1000}", 10)
     finally:
         await delete_topics(echo_settings.kafka, [s.name for s in topic_specs(echo_settings.kafka)])
-    return {"echo_p50_ms": res["p50_ms"], "echo_p99_ms": res["p99_ms"], "echo_timeouts": res["timeouts"]}
+    return {
+        "echo_p50_ms": res["p50_ms"],
+        "echo_p99_ms": res["p99_ms"],
+        "echo_timeouts": res["timeouts"],
+        "echo_legs": res["legs"],
+    }
 
 
 def with_trained_model(

@@ -15,23 +15,11 @@ import faust
 from agents.events import until_available
 from agents.runtime import Runtime
 from state.pools import CATALOG_LOG
-from state.store import OnlineFeatureStore, Scored
 
 log = logging.getLogger(__name__)
 #: Workers' clocks may disagree slightly; entries up to this much older than the cursor (this worker's
 #: clock when the last poll started) are looked at again.
 CLOCK_MARGIN_S = 5.0
-FIRST_READ = 256
-
-
-async def read_log_since(store: OnlineFeatureStore, since: float, keep: int) -> Scored:
-    """Catalog-log entries newer than ``since``, newest first: reads grow until one reaches ``since``."""
-    n = FIRST_READ
-    while True:
-        rows = await store.read_pool(CATALOG_LOG, n)
-        if len(rows) < n or rows[-1][1] <= since or n >= keep:
-            return [(item, at) for item, at in rows if at > since]
-        n = min(n * 4, keep)
 
 
 async def sync_new_items(rt: Runtime) -> int:
@@ -41,8 +29,12 @@ async def sync_new_items(rt: Runtime) -> int:
         return 0
     started = rt.clock.now()
     since = live.cursor - CLOCK_MARGIN_S
-    rows = await until_available(lambda: read_log_since(rt.store, since, rt.pools.catalog_log_keep), "the catalog log")
-    wanted = sorted({item for item, _ in rows if item not in live})
+    # Only the ids logged after the cursor, without their times: for a few seconds after a bulk load the
+    # margin re-reads tens of thousands of entries each poll, and parsing their scores blocked serving.
+    logged = await until_available(
+        lambda: rt.store.read_pool_since(CATALOG_LOG, since, rt.pools.catalog_log_keep), "the catalog log"
+    )
+    wanted = sorted(live.missing(logged))
     added = 0
     if wanted:
         records = await until_available(lambda: rt.store.read_items(wanted), "reading new items")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -21,8 +21,8 @@ class LiveIndex:
     >>> live = LiveIndex(ExactIndex(2), [])
     >>> live.add(["a", "b", "a"], np.eye(3, 2, dtype=np.float32))
     2
-    >>> live.item_ids, "b" in live, len(live.index)
-    (['a', 'b'], True, 2)
+    >>> live.item_ids, "b" in live, len(live.index), live.missing(["b", "c"])
+    (['a', 'b'], True, 2, {'c'})
     """
 
     def __init__(self, index: AnnIndex, item_ids: Sequence[str]) -> None:
@@ -35,6 +35,10 @@ class LiveIndex:
 
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._row
+
+    def missing(self, item_ids: Iterable[str]) -> set[str]:
+        """The ids of ``item_ids`` not indexed (one set difference, no per-id call)."""
+        return set(item_ids).difference(self._row)
 
     def __len__(self) -> int:
         return len(self.item_ids)

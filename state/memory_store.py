@@ -17,6 +17,7 @@ from state.store_ops import (
     ReadResult,
     SetOp,
     WriteOp,
+    ZAbove,
     ZAddOp,
     ZIncrOp,
     ZRemOp,
@@ -115,6 +116,8 @@ class MemoryFeatureStore(PlannedStore):
             h = self.hashes.get(op.key, {}) if self._alive(op.key) else {}
             return {f: str(v) for f, v in h.items()}
         z = self.zsets.get(op.key, {}) if self._alive(op.key) else {}
+        if isinstance(op, ZAbove):
+            return [m for m, _ in _top({m: s for m, s in z.items() if s > op.above}, op.n)]
         return _top(z, op.n)
 
     async def _scan(self, prefix: str, cursor: str | None, count: int) -> tuple[str | None, list[str]]:

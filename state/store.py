@@ -159,6 +159,11 @@ class OnlineFeatureStore(Protocol):
         """Top ``n`` of a set-style pool by score, best first."""
         ...
 
+    async def read_pool_since(self, name: str, since: float, n: int) -> list[str]:
+        """Up to ``n`` members of a set-style pool scored above ``since``, highest first, without scores:
+        a log's entries newer than a cursor, at the cost of what they are."""
+        ...
+
     async def read_covisit(self, item_ids: Sequence[str], n: int, now: float, half_life_s: float) -> list[Scored]:
         """For each of ``item_ids``, up to ``n`` co-visited items with decayed weights, best first."""
         ...

@@ -28,6 +28,7 @@ from state.store_ops import (
     ReadResult,
     SetOp,
     WriteOp,
+    ZAbove,
     ZAddOp,
     ZIncrOp,
     ZRemOp,
@@ -195,6 +196,12 @@ class PlannedStore(abc.ABC):
             return []
         (top,) = await self._read([ZTop(self.keys.pool(name), n)])
         return list(cast(Scored, top))
+
+    async def read_pool_since(self, name: str, since: float, n: int) -> list[str]:
+        if n <= 0:
+            return []
+        (members,) = await self._read([ZAbove(self.keys.pool(name), since, n)])
+        return list(cast(list[str], members))
 
     async def read_covisit(self, item_ids: Sequence[str], n: int, now: float, half_life_s: float) -> list[Scored]:
         if not item_ids or n <= 0:

@@ -94,5 +94,15 @@ class ZTop:
     n: int
 
 
-ReadOp = GetMany | HGetMany | HGetAll | ZTop
-ReadResult = list[bytes | None] | list[int | None] | dict[str, str] | list[tuple[str, float]]
+@dataclass(frozen=True, slots=True)
+class ZAbove:
+    """Up to ``n`` members of ``key`` scored strictly above ``above``, highest first, without their scores
+    (a read of a long log then costs what it returns, and no score is parsed)."""
+
+    key: str
+    above: float
+    n: int
+
+
+ReadOp = GetMany | HGetMany | HGetAll | ZTop | ZAbove
+ReadResult = list[bytes | None] | list[int | None] | dict[str, str] | list[tuple[str, float]] | list[str]

@@ -131,6 +131,17 @@ class StoreContract:
         assert await store.read_pool("fresh:none", 5) == []
 
     @pytest.mark.asyncio
+    async def test_pool_members_since_a_cursor(self, store: OnlineFeatureStore) -> None:
+        log = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 3.0}
+        await store.write_batch(WriteBatch("items", pools=[PoolUpdate("catalog", log)]))
+        assert await store.read_pool_since("catalog", 1.0, 10) == ["d", "c", "b"]  # strictly above, newest first
+        assert await store.read_pool_since("catalog", 1.0, 2) == ["d", "c"]
+        assert await store.read_pool_since("catalog", 3.0, 10) == []
+        assert await store.read_pool_since("catalog", 2.5, 0) == []
+        assert await store.read_pool_since("catalog", float("-inf"), 10) == ["d", "c", "b", "a"]
+        assert await store.read_pool_since("none", 0.0, 10) == []
+
+    @pytest.mark.asyncio
     async def test_covisit_top_k_with_decay(self, store: OnlineFeatureStore) -> None:
         pairs = {"a": {"b": 3.0, "c": 1.0, "d": 2.0}, "b": {"a": 3.0}}
         await store.write_batch(WriteBatch("events", covisit=CovisitUpdate(3600.0, 2, T0, pairs)))

@@ -19,7 +19,7 @@ import pytest
 from agents.ann_recall import SampledAnnSource
 from agents.funnel.candidates import RetrievalContext
 from agents.funnel.sources import AnnSource
-from agents.new_items import CLOCK_MARGIN_S, read_log_since, sync_new_items
+from agents.new_items import CLOCK_MARGIN_S, sync_new_items
 from agents.runtime import Runtime
 from models.data import age_bucket, price_bucket
 from state.memory_store import MemoryFeatureStore
@@ -151,8 +151,10 @@ async def test_after_a_bulk_load_later_polls_read_nothing_already_indexed(worker
     await consume_items(a, [item_json(f"bulk-{k}", f"c{k % 5}") for k in range(40)])
     assert await sync_new_items(b) == 40
     assert b.live_index is not None and b.live_index.cursor == b.clock.now()
-    assert len(await read_log_since(b.store, b.live_index.cursor - CLOCK_MARGIN_S, 1000)) == 40  # within the margin
+    since = b.live_index.cursor - CLOCK_MARGIN_S
+    assert len(await b.store.read_pool_since(CATALOG_LOG, since, 1000)) == 40  # within the margin
     assert isinstance(b.clock, FakeClock)
     b.clock.advance(CLOCK_MARGIN_S + 1.0)
     assert await sync_new_items(b) == 0
-    assert await read_log_since(b.store, b.live_index.cursor - CLOCK_MARGIN_S, 1000) == []  # the load is behind it
+    since = b.live_index.cursor - CLOCK_MARGIN_S
+    assert await b.store.read_pool_since(CATALOG_LOG, since, 1000) == []  # the load is behind it

@@ -49,11 +49,20 @@ def build_store(settings: Settings) -> OnlineFeatureStore:
     return RedisFeatureStore(settings.redis, popularity_half_life_s=settings.features.popularity_half_life_s)
 
 
-def set_search_threads(n: int) -> None:
-    """FAISS searches on ``n`` OpenMP threads; one query at a time gains nothing from more on a shared box."""
+def set_search_threads(n: int, blas: int | None = None) -> None:
+    """FAISS searches on ``n`` OpenMP threads; one query at a time gains nothing from more on a shared box.
+
+    ``blas`` caps numpy's BLAS pool too: OpenBLAS threads spin for a while after each product, so the
+    recall check's matrix products in a side thread kept both cores of a small machine busy and the
+    serving loop's answers waited behind them (p99 ~100 ms every 5 s over a million items).
+    """
     import faiss
 
     faiss.omp_set_num_threads(n)
+    if blas is not None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=blas, user_api="blas")
 
 
 def load_champion(settings: Settings) -> LoadedVersion | None:
@@ -156,7 +165,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
-        set_search_threads(settings.serving.faiss_threads)
+        set_search_threads(settings.serving.faiss_threads, settings.serving.blas_threads)
         rt = cls(
             settings=settings,
             store=build_store(settings),
@@ -191,7 +200,10 @@ class Runtime:
         self.drift = build_drift(self.settings.drift, reference, self.metrics, self.model_version, worker=worker)
         index, ids = (loaded.index, loaded.item_ids) if loaded is not None else (None, ())
         rate = self.settings.metrics.ann_recall_sample
-        self.recall = build_recall(index, ids, self.metrics, enabled=on, rate=rate, seed=self.settings.drift.seed)
+        duty = self.settings.metrics.ann_recall_duty
+        self.recall = build_recall(
+            index, ids, self.metrics, enabled=on, rate=rate, seed=self.settings.drift.seed, duty=duty
+        )
 
     def _build_funnels(self, loaded: LoadedVersion | None) -> None:
         serving = self.settings.serving
@@ -204,7 +216,10 @@ class Runtime:
                 loaded=self.versions[pinned] if pinned is not None else loaded,
                 catalog=self.catalog,
                 config=funnel_config(serving, serving.max_k, variant),
-                own_vectors=pinned is not None,
+                # Every funnel embeds the session from the local state with its version's user tower (~50 us)
+                # instead of reading the vector the events agent stored: the same numbers, one Redis round
+                # trip fewer before the ANN search, and a session vector even while Redis is down.
+                own_vectors=True,
                 recall=self.recall,
                 posteriors=self.posteriors,
                 ann_k=serving.ann_k,

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 
 from agents.dead_letters import DeadLetterSink
+from agents.funnel.outcome import FunnelResult
 from agents.funnel.pipeline import Funnel
 from agents.funnel.requests import Rejected, error_response, triage_request
 from agents.runtime import Runtime
 from agents.shadow import ShadowJob, ShadowScorer, sampled
 from state.errors import StoreError
+from state.user_state import UserState
 from streams.codec import encode
 from streams.errors import DecodeError
 from streams.records import ErrorCode, Impression, RecommendRequest, RecommendResponse, ShadowRecord
@@ -27,10 +30,30 @@ async def answer(rt: Runtime, req: RecommendRequest, received: float) -> tuple[R
     return response, impression
 
 
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A built response and what its bookkeeping (:func:`record`) needs once the reply is on its way."""
+
+    request: RecommendRequest
+    response: RecommendResponse
+    result: FunnelResult
+    state: UserState | None
+    degraded: list[str]
+    received: float
+    now: float
+
+
 async def answer_and_shadow(
     rt: Runtime, req: RecommendRequest, received: float
 ) -> tuple[RecommendResponse, Impression, ShadowJob | None]:
     """:func:`answer`, plus the shadow job of the request when a challenger is loaded and the request sampled."""
+    answered = await respond(rt, req, received)
+    impression, job = record(rt, answered)
+    return answered.response, impression, job
+
+
+async def respond(rt: Runtime, req: RecommendRequest, received: float) -> Answered:
+    """Run the funnel and build the response only: the serving agent sends it before :func:`record`."""
     serving = rt.settings.serving
     budget = min(req.deadline_ms or serving.default_deadline_ms, serving.max_deadline_ms)
     arm = rt.arm_for(req.user_id)
@@ -55,21 +78,28 @@ async def answer_and_shadow(
         candidates=result.n_candidates,
         ranked=result.n_ranked,
     )
+    return Answered(req, response, result, state, degraded, received, now)
+
+
+def record(rt: Runtime, answered: Answered) -> tuple[Impression, ShadowJob | None]:
+    """Metrics, drift, source posteriors, the impression to log and the shadow job of an answered request."""
+    req, response, result, now = answered.request, answered.response, answered.result, answered.now
     m = rt.metrics
     m.observe_stages(result.stage_ms)
     m.candidates(result.source_counts, result.source_errors)
     m.filter_drops(result.dropped)
-    m.response((now - received), fallback_reasons=degraded if response.fallback else ())
+    m.response((now - answered.received), fallback_reasons=answered.degraded if response.fallback else ())
     rt.drift.record(result)
     rt.posteriors.served(req.correlation_id, [(it.item_id, it.source) for it in result.items])
+    version = response.model_version
     impression = result.impression(
-        req.correlation_id, req.user_id, variant=response.variant, model_version=version, served_at=served_at
+        req.correlation_id, req.user_id, variant=response.variant, model_version=version, served_at=response.served_at
     )
     job = None
     shadowed = rt.shadow is not None and sampled(req.correlation_id, rt.settings.models.shadow_sample)
     if shadowed and result.kept is not None and result.values is not None:
-        job = ShadowJob(req, state, result.kept, result.values, version, now)
-    return response, impression, job
+        job = ShadowJob(req, answered.state, result.kept, result.values, version, now)
+    return impression, job
 
 
 def shadow_scorer(app: faust.App, rt: Runtime) -> ShadowScorer | None:
@@ -125,28 +155,35 @@ def register(app: faust.App, rt: Runtime) -> None:
             except DecodeError as exc:
                 await dead.send(exc, msg)
                 continue
-            impression, job = None, None
+            answered = None
             if isinstance(triaged, Rejected):
                 response, reply_to = triaged.response, triaged.reply_to
                 code = triaged.response.error.code.value if triaged.response.error else None
                 rt.metrics.response(rt.clock.now() - received, error_code=code)
             else:
-                response, impression, job = await _answer_safely(rt, triaged, received)
+                answered = await _answer_safely(rt, triaged, received)
+                response = answered if isinstance(answered, RecommendResponse) else answered.response
                 reply_to = triaged.reply_to
             await reply_topic(reply_to).send(key=response.correlation_id.encode(), value=encode(response))
-            if impression is not None:
-                await impressions.send(
-                    key=response.user_id.encode() if response.user_id else None, value=encode(impression)
-                )
-            if job is not None and scorer is not None:
-                scorer.submit(job)  # after the reply: the challenger never delays an answer
+            if isinstance(answered, Answered):  # bookkeeping after the reply is handed to the producer
+                await _record_safely(rt, answered, impressions, scorer)
 
 
-async def _answer_safely(
-    rt: Runtime, req: RecommendRequest, received: float
-) -> tuple[RecommendResponse, Impression | None, ShadowJob | None]:
+async def _record_safely(rt: Runtime, answered: Answered, impressions: Any, scorer: ShadowScorer | None) -> None:
     try:
-        return await answer_and_shadow(rt, req, received)
+        impression, job = record(rt, answered)
+    except Exception:  # the edge: the reply is already out; a bookkeeping failure is logged, never fatal
+        log.exception("recording %s failed", answered.request.correlation_id)
+        return
+    user = answered.response.user_id
+    await impressions.send(key=user.encode() if user else None, value=encode(impression))
+    if job is not None and scorer is not None:
+        scorer.submit(job)  # the challenger never delays an answer
+
+
+async def _answer_safely(rt: Runtime, req: RecommendRequest, received: float) -> Answered | RecommendResponse:
+    try:
+        return await respond(rt, req, received)
     except Exception as exc:  # the edge: every request gets a reply, the failure is logged
         log.exception("answering %s failed", req.correlation_id)
         rt.metrics.response(rt.clock.now() - received, error_code=ErrorCode.INTERNAL.value)
@@ -158,4 +195,4 @@ async def _answer_safely(
             started=received,
             now=rt.clock.now(),
         )
-        return resp, None, None
+        return resp

@@ -154,8 +154,9 @@ def build_funnel(
 ) -> Funnel:
     """The funnel a worker serves with; ``Funnel.set_model`` swaps versions later.
 
-    ``own_vectors``: embed sessions with this version's user tower per request (a version other than the
-    champion, whose vectors are the ones in the store).
+    ``own_vectors``: embed sessions with this version's user tower per request, from the worker's local
+    state, rounded as the store keeps them (so the champion gets the very vectors the events agent
+    stores); otherwise they are read from the store.
     """
     ranker, plan, vectors = model_parts(loaded)
     if loaded is not None and ranker is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -294,11 +296,18 @@ def recall_at_k(approx: IdArray, exact: IdArray) -> float:
     return float(hits) / float(exact.shape[0] * k)
 
 
-def all_vectors(index: AnnIndex) -> tuple[IdArray, VecArray]:
+def _no_rest(busy_s: float) -> None:
+    return None
+
+
+def all_vectors(
+    index: AnnIndex, *, chunk_rows: int | None = None, rest: Callable[[float], None] = _no_rest
+) -> tuple[IdArray, VecArray]:
     """Every ``(ids, vectors)`` an index holds, reconstructed from its storage (exact recall checks).
 
     HNSW vectors are stored with the extra coordinate of the inner-product reduction, which is dropped; an
     IVF index gets a direct map on first use (built once, it does not change the inverted lists or search).
+    With ``chunk_rows`` the vectors are reconstructed a chunk at a time, ``rest(busy_s)`` called after each.
     """
     import faiss
 
@@ -308,5 +317,12 @@ def all_vectors(index: AnnIndex) -> tuple[IdArray, VecArray]:
     inner: Any = faiss.downcast_index(outer.index)
     if isinstance(index, IvfIndex) and inner.direct_map.type == faiss.DirectMap.NoMap:  # type: ignore[attr-defined]
         inner.make_direct_map()
-    vecs = np.asarray(inner.reconstruct_n(0, inner.ntotal), dtype=np.float32)[:, : index.dim]
-    return faiss.vector_to_array(outer.id_map).astype(np.int64), np.ascontiguousarray(vecs)
+    n = int(inner.ntotal)
+    step = n if chunk_rows is None else max(1, chunk_rows)
+    vecs = np.empty((n, index.dim), np.float32)
+    for start in range(0, n, step):
+        began = time.perf_counter()
+        stop = min(n, start + step)
+        vecs[start:stop] = np.asarray(inner.reconstruct_n(start, stop - start), dtype=np.float32)[:, : index.dim]
+        rest(time.perf_counter() - began)
+    return faiss.vector_to_array(outer.id_map).astype(np.int64), vecs

@@ -124,6 +124,9 @@ class ServingSettings(_Section):
         description="most candidates each source contributes before the merge (a source not named: all)",
     )
     faiss_threads: int = Field(default=1, ge=1, le=64, description="OpenMP threads of FAISS searches")
+    blas_threads: int = Field(
+        default=1, ge=1, le=64, description="threads of numpy's BLAS in the worker (matrix products: MMR, recall check)"
+    )
     concurrency: int = Field(
         default=1,
         ge=1,
@@ -153,6 +156,9 @@ class MetricsSettings(_Section):
         default=0.01, ge=0.0, le=1.0, description="share of ANN searches checked against exact search"
     )
     ann_recall_interval_s: float = Field(default=5.0, gt=0, description="how often sampled searches are checked")
+    ann_recall_duty: float = Field(
+        default=0.2, gt=0.0, le=1.0, description="share of one core the recall check's exact search may keep busy"
+    )
 
 
 class DriftSettings(_Section):

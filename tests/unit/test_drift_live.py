@@ -123,8 +123,12 @@ def test_all_vectors_reconstructs_every_backend() -> None:
     vecs = clustered(2000)
     ids = np.arange(2000, dtype=np.int64)[::-1].copy()
     for kind in ("exact", "hnsw", "ivf"):
-        got_ids, got = all_vectors(build_index(kind, ids, vecs))
+        index = build_index(kind, ids, vecs)
+        got_ids, got = all_vectors(index)
         assert np.allclose(got, vecs[1999 - got_ids], atol=1e-4), kind
+        rests: list[float] = []
+        chunked_ids, chunked = all_vectors(index, chunk_rows=300, rest=rests.append)
+        assert np.array_equal(chunked_ids, got_ids) and np.array_equal(chunked, got) and len(rests) == 7, kind
 
 
 def test_sampled_recall_matches_an_offline_exact_comparison() -> None:
@@ -146,6 +150,35 @@ def test_sampled_recall_matches_an_offline_exact_comparison() -> None:
     assert reg.get_sample_value("streamrec_ann_recall", {"agent": "w1"}) == pytest.approx(offline)
     assert reg.get_sample_value("streamrec_ann_recall_sampled_count", {"agent": "w1"}) == 30.0
     assert sampler.check() == []  # drained
+
+
+def test_chunked_exact_search_equals_one_pass_and_rests_after_every_chunk() -> None:
+    vecs, queries = clustered(2000), clustered(7, seed=5)
+    one_pass = exact_top(vecs, queries, 300)
+    rests: list[float] = []
+    for chunk in (1, 299, 300, 301, 1024, 5000):
+        rests.clear()
+        assert np.array_equal(exact_top(vecs, queries, 300, chunk_rows=chunk, rest=rests.append), one_pass), chunk
+        assert len(rests) == -(-2000 // chunk) and min(rests) >= 0.0
+    assert exact_top(vecs[:10], queries, 300, chunk_rows=4).shape == (7, 10)  # k capped at the rows
+
+
+def test_the_recall_check_sleeps_to_its_duty_cycle() -> None:
+    vecs = clustered(4000)
+    item_ids = [f"i{j}" for j in range(len(vecs))]
+    exact = build_index("exact", np.arange(4000, dtype=np.int64), vecs)
+    sampler = RecallSampler(
+        exact, item_ids, NullMetrics(), rate=1.0, rng=np.random.default_rng(1), chunk_rows=500, duty=0.25
+    )
+    slept: list[float] = []
+    sampler._rest_sleep = slept.append  # type: ignore[method-assign]
+    for q in clustered(5, seed=4):
+        sampler.offer(q, 10, [])
+    assert sampler.check() == [0.0] * 5
+    assert len(slept) == 8 + 8 and all(s >= 0.0 for s in slept)  # 8 chunks rebuilt, then 8 searched
+    slept.clear()
+    sampler.offer(clustered(1, seed=6)[0], 10, [])
+    assert len(sampler.check()) == 1 and len(slept) == 8  # the vectors are rebuilt once
 
 
 def test_exact_index_has_full_recall_and_sampling_follows_the_rate() -> None:

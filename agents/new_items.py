@@ -3,7 +3,9 @@
 The items agent (on whichever worker consumes the item's partition) records each upsert in the
 store's catalog log (``pool:catalog``, item -> write time). Every worker polls that log, embeds the
 items its served version's index lacks with the version's item tower (content only) and adds them to
-the index in place, so a new item is retrievable by ANN on every worker within about one poll interval.
+the index in place, so a new item is retrievable by ANN on every worker within about one poll interval
+(an entry written with a time older than the last poll's start, by a skewed clock or a slow write, within
+``CLOCK_MARGIN_S`` more).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from agents.runtime import Runtime
 from state.pools import CATALOG_LOG
 
 log = logging.getLogger(__name__)
-#: Workers' clocks may disagree slightly; entries up to this much older than the cursor (this worker's
-#: clock when the last poll started) are looked at again.
+#: Workers' clocks may disagree slightly and a write lands a little after the time it records: once per
+#: this many seconds a poll looks this far behind the cursor (this worker's clock when the last poll
+#: started) again. The polls in between read only entries above the cursor: re-reading the margin every
+#: poll re-read a whole bulk catalog load for five seconds, blocking serving ~20 ms a second.
 CLOCK_MARGIN_S = 5.0
 
 
@@ -28,9 +32,9 @@ async def sync_new_items(rt: Runtime) -> int:
     if live is None or tower is None:
         return 0
     started = rt.clock.now()
-    since = live.cursor - CLOCK_MARGIN_S
-    # Only the ids logged after the cursor, without their times: for a few seconds after a bulk load the
-    # margin re-reads tens of thousands of entries each poll, and parsing their scores blocked serving.
+    look_back = started - live.looked_back >= CLOCK_MARGIN_S
+    since = live.cursor - CLOCK_MARGIN_S if look_back else live.cursor
+    # The ids only, without their times: parsing tens of thousands of scores blocked serving.
     logged = await until_available(
         lambda: rt.store.read_pool_since(CATALOG_LOG, since, rt.pools.catalog_log_keep), "the catalog log"
     )
@@ -46,6 +50,8 @@ async def sync_new_items(rt: Runtime) -> int:
         # This poll saw every entry written before it started: the next reads from then (less the margin),
         # not from the newest entry's time, which after a bulk load would re-read the whole load each poll.
         live.cursor = max(live.cursor, started)
+        if look_back:
+            live.looked_back = started
     return added
 
 

@@ -15,7 +15,8 @@ class LiveIndex:
 
     Index ids are positions in ``item_ids``: the version's items keep theirs, a new item takes the next
     free position, so searches (``AnnSource``) map ids back through the same, growing list.
-    ``cursor`` is when the last catalog-log poll started, by this worker's clock (see ``agents.new_items``).
+    ``cursor`` is when the last catalog-log poll started, by this worker's clock, and ``looked_back`` when
+    the last poll that read behind it started (see ``agents.new_items``).
 
     >>> from state.ann import ExactIndex
     >>> live = LiveIndex(ExactIndex(2), [])
@@ -32,6 +33,7 @@ class LiveIndex:
         self.item_ids: list[str] = list(item_ids)
         self._row = {item: i for i, item in enumerate(self.item_ids)}
         self.cursor = float("-inf")
+        self.looked_back = float("-inf")
 
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._row

@@ -22,9 +22,11 @@ from agents.funnel.sources import AnnSource
 from agents.new_items import CLOCK_MARGIN_S, sync_new_items
 from agents.runtime import Runtime
 from models.data import age_bucket, price_bucket
+from state.items import ItemRecord
 from state.memory_store import MemoryFeatureStore
-from state.pools import CATALOG_LOG
+from state.pools import CATALOG_LOG, catalog_log_update
 from state.registry import FileRegistry
+from state.store import WriteBatch
 from streams.app import create_app
 from streams.clock import FakeClock
 from streams.settings import load_settings
@@ -158,3 +160,21 @@ async def test_after_a_bulk_load_later_polls_read_nothing_already_indexed(worker
     assert await sync_new_items(b) == 0
     since = b.live_index.cursor - CLOCK_MARGIN_S
     assert await b.store.read_pool_since(CATALOG_LOG, since, 1000) == []  # the load is behind it
+
+
+async def test_an_entry_older_than_the_cursor_is_indexed_at_the_next_look_back(
+    workers: tuple[Runtime, Runtime],
+) -> None:
+    a, b = workers
+    await consume_items(a, [item_json("first", "c1")])
+    assert await sync_new_items(b) == 1  # the first poll looks back over the margin
+    assert isinstance(b.clock, FakeClock) and b.live_index is not None
+    b.clock.advance(1.0)
+    late = catalog_log_update(["late"], b.clock.now() - 2.0, b.pools)  # a writer whose clock is 2 s behind
+    record = ItemRecord("late", "c2", "b2", 40.0, created_at=NOW.timestamp())
+    await b.store.write_batch(WriteBatch(source="test", offsets={}, items={"late": record}, pools=[late]))
+    assert await sync_new_items(b) == 0  # above the cursor only: a poll a second later does not see it
+    b.clock.advance(CLOCK_MARGIN_S)
+    assert await sync_new_items(b) == 1 and "late" in b.live_index  # the next look-back does
+    b.clock.advance(1.0)
+    assert await sync_new_items(b) == 0

@@ -111,12 +111,15 @@ class RecallSampler:
         time.sleep(seconds)
 
     def check(self) -> list[float]:
-        """Recall@k of every search kept since the last call (reported to the metrics), oldest first."""
+        """Recall@k of every search kept since the last call (reported to the metrics), oldest first.
+
+        The first call also reconstructs the index's vectors, once, sampled searches or not.
+        """
         batch, self._pending = self._pending, []
-        if not batch:
-            return []
+        # The first call reconstructs the vectors even with nothing to check: the first timer tick after a
+        # model is loaded, before traffic has sampled anything, rather than in the middle of serving it.
         positions, vecs = self._exact()
-        if not len(positions):
+        if not batch or not len(positions):
             return []
         queries = np.stack([q for q, _, _ in batch])
         top = exact_top(vecs, queries, max(k for _, k, _ in batch), chunk_rows=self.chunk_rows, rest=self._rest)

@@ -155,6 +155,8 @@ def test_sampled_recall_matches_an_offline_exact_comparison() -> None:
 def test_chunked_exact_search_equals_one_pass_and_rests_after_every_chunk() -> None:
     vecs, queries = clustered(2000), clustered(7, seed=5)
     one_pass = exact_top(vecs, queries, 300)
+    oracle = np.argsort(-(queries @ vecs.T), axis=1, kind="stable")[:, :300]  # numpy, all rows at once
+    assert np.array_equal(one_pass, oracle)
     rests: list[float] = []
     for chunk in (1, 299, 300, 301, 1024, 5000):
         rests.clear()
@@ -217,3 +219,16 @@ def test_infra_alerts_and_dashboard_cover_drift_and_recall() -> None:
     assert "streamrec_feature_psi" in exprs["Feature drift (PSI, worst 10)"]
     assert "p_click|p_purchase|value" in exprs["Score drift (PSI)"]
     assert "streamrec_ann_recall_sampled_bucket" in exprs["ANN recall (sampled)"]
+
+
+def test_the_first_recall_check_reconstructs_the_vectors_before_any_search_is_sampled() -> None:
+    vecs = clustered(1000)
+    exact = build_index("exact", np.arange(1000, dtype=np.int64), vecs)
+    sampler = RecallSampler(
+        exact, [f"i{j}" for j in range(1000)], NullMetrics(), rate=1.0, rng=np.random.default_rng(1), chunk_rows=250
+    )
+    slept: list[float] = []
+    sampler._rest = slept.append  # type: ignore[method-assign]
+    assert sampler.check() == [] and len(slept) == 4  # nothing sampled yet: the 4 chunks are rebuilt now
+    sampler.offer(vecs[3], 5, [("i3", 1.0)])
+    assert len(sampler.check()) == 1 and len(slept) == 4 + 4  # then only searched

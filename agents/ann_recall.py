@@ -10,14 +10,10 @@ import numpy.typing as npt
 
 from agents.funnel.candidates import RetrievalContext, Scored
 from agents.funnel.sources import AnnSource
-from state.ann import AnnIndex, all_vectors
+from state.ann import AnnIndex, all_vectors, no_rest
 from streams.metrics import WorkerMetrics
 
 F32 = npt.NDArray[np.float32]
-
-
-def _no_rest(busy_s: float) -> None:
-    return None
 
 
 def exact_top(
@@ -26,7 +22,7 @@ def exact_top(
     k: int,
     *,
     chunk_rows: int | None = None,
-    rest: Callable[[float], None] = _no_rest,
+    rest: Callable[[float], None] = no_rest,
 ) -> npt.NDArray[np.int64]:
     """Row indices of the ``k`` largest inner products per query, best first.
 

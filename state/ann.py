@@ -296,12 +296,13 @@ def recall_at_k(approx: IdArray, exact: IdArray) -> float:
     return float(hits) / float(exact.shape[0] * k)
 
 
-def _no_rest(busy_s: float) -> None:
+def no_rest(busy_s: float) -> None:
+    """The default ``rest`` of chunked work (:func:`all_vectors`, ``agents.ann_recall.exact_top``): none."""
     return None
 
 
 def all_vectors(
-    index: AnnIndex, *, chunk_rows: int | None = None, rest: Callable[[float], None] = _no_rest
+    index: AnnIndex, *, chunk_rows: int | None = None, rest: Callable[[float], None] = no_rest
 ) -> tuple[IdArray, VecArray]:
     """Every ``(ids, vectors)`` an index holds, reconstructed from its storage (exact recall checks).
 

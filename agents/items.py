@@ -42,3 +42,4 @@ def register(app: faust.App, rt: Runtime) -> None:
                 rt.store, WriteBatch(source=rt.topics.items, offsets=offsets, items=items, pools=pools)
             )
             rt.catalog.update(items)
+            rt.catalog_changed(list(items))

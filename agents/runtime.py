@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -106,6 +106,8 @@ class Arm(NamedTuple):
     funnel: Funnel
     variant: str
     pinned: str | None = None
+
+
 def live_parts(loaded: LoadedVersion | None) -> tuple[LiveIndex | None, ItemTower | None]:
     """The version's index made growable, and its content item tower (None where the version lacks one)."""
     if loaded is None or loaded.index is None:
@@ -231,6 +233,16 @@ class Runtime:
         self.arm_funnels = {v.name: make(v, v.model_version) for v in arms}
         shadow = self.settings.models.shadow_version
         self.shadow = make(None, shadow) if shadow is not None and shadow in self.versions else None
+
+    def catalog_changed(self, item_ids: Sequence[str]) -> None:
+        """Items just written to the local catalog: the funnels searching the live index learn their rows."""
+        live = self.live_index
+        if live is None or not item_ids or not isinstance(self.catalog, CatalogTable):
+            return
+        positions, rows = live.positions(item_ids), self.catalog.rows(item_ids)
+        for funnel in (self.funnel, *self.arm_funnels.values(), self.shadow):
+            if funnel is not None:
+                funnel.rows.learn_catalog_rows(live.item_ids, positions, rows)
 
     def arm_for(self, user_id: str) -> Arm:
         """The funnel serving ``user_id``, the variant label recorded on responses and impressions, its pin."""

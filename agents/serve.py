@@ -13,6 +13,7 @@ from agents.dead_letters import DeadLetterSink
 from agents.funnel.outcome import FunnelResult
 from agents.funnel.pipeline import Funnel
 from agents.funnel.requests import Rejected, error_response, triage_request
+from agents.replies import ReplyProducer
 from agents.runtime import Runtime
 from agents.shadow import ShadowJob, ShadowScorer, sampled
 from state.errors import StoreError
@@ -127,13 +128,9 @@ def register(app: faust.App, rt: Runtime) -> None:
     impressions = app.topic(rt.topics.impressions)
     dead = DeadLetterSink(app, rt)
     scorer = shadow_scorer(app, rt)
-    replies: dict[str, Any] = {}
-
-    def reply_topic(name: str | None) -> Any:
-        name = name or rt.topics.rec_responses
-        if name not in replies:
-            replies[name] = app.topic(name)
-        return replies[name]
+    replies = ReplyProducer(app, rt.settings)
+    if rt.settings.serving.reply_producer == "dedicated":
+        app.add_dependency(replies)  # started with the app; unstarted, it sends through the app's topics
 
     @app.timer(interval=rt.settings.serving.popular_refresh_s)  # type: ignore[untyped-decorator]
     async def refresh_popular() -> None:
@@ -164,7 +161,7 @@ def register(app: faust.App, rt: Runtime) -> None:
                 answered = await _answer_safely(rt, triaged, received)
                 response = answered if isinstance(answered, RecommendResponse) else answered.response
                 reply_to = triaged.reply_to
-            await reply_topic(reply_to).send(key=response.correlation_id.encode(), value=encode(response))
+            await replies.send(reply_to or rt.topics.rec_responses, response.correlation_id.encode(), encode(response))
             if isinstance(answered, Answered):  # bookkeeping after the reply is handed to the producer
                 await _record_safely(rt, answered, impressions, scorer)
 

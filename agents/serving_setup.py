@@ -69,9 +69,10 @@ def sources(
         ann = AnnSource(loaded.index, loaded.item_ids, k=ann_k)
     if ann is not None:
         out.append(SampledAnnSource(ann, recall) if recall is not None else ann)
-    out.append(CovisitSource(store, pools))
+    out.append(CovisitSource(store, pools, space=live))
     out += [
-        CachedPool(PoolSource(store, kind, pools), ttl_s=1.0) for kind in ("trending", "fresh", "popular", "category")
+        CachedPool(PoolSource(store, kind, pools), ttl_s=1.0, space=live)
+        for kind in ("trending", "fresh", "popular", "category")
     ]
     return out
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 
 import numpy as np
+import numpy.typing as npt
 
 from models.errors import AnnError
 from state.ann import AnnIndex, VecArray
@@ -22,8 +24,8 @@ class LiveIndex:
     >>> live = LiveIndex(ExactIndex(2), [])
     >>> live.add(["a", "b", "a"], np.eye(3, 2, dtype=np.float32))
     2
-    >>> live.item_ids, "b" in live, len(live.index), live.missing(["b", "c"])
-    (['a', 'b'], True, 2, {'c'})
+    >>> live.item_ids, "b" in live, len(live.index), live.missing(["b", "c"]), live.positions(["b", "c"]).tolist()
+    (['a', 'b'], True, 2, {'c'}, [1, -1])
     """
 
     def __init__(self, index: AnnIndex, item_ids: Sequence[str]) -> None:
@@ -44,6 +46,10 @@ class LiveIndex:
 
     def __len__(self) -> int:
         return len(self.item_ids)
+
+    def positions(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
+        """Position of each id in :attr:`item_ids` (its index id), -1 where it is not indexed."""
+        return np.fromiter(map(self._row.get, item_ids, repeat(-1)), np.int64, len(item_ids))
 
     def add(self, item_ids: Sequence[str], vectors: VecArray) -> int:
         """Index the ids not indexed yet (first occurrence wins) under fresh ids; return how many were added."""

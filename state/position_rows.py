@@ -57,6 +57,21 @@ class PositionRows:
             self._memo[pos[ask][keep]] = got[keep]
         return out
 
+    def learn(self, space: Sequence[str], positions: I64, rows: I64) -> None:
+        """Record rows found elsewhere (e.g. as the table gains items) for positions in ``space`` (-1: skipped).
+
+        >>> memo = PositionRows(lambda ids: np.full(len(ids), -1, np.int64), missing=-1)
+        >>> memo.learn(["a", "b"], np.array([1, -1]), np.array([7, 3]))
+        >>> memo.rows(["b"], np.array([1]), memo._space).tolist()
+        [7]
+        """
+        self._check(space)
+        pos, got = np.asarray(positions, np.int64), np.asarray(rows, np.int64)
+        keep = (pos >= 0) & (got != self.missing)
+        if keep.any() and int(pos.max()) >= self._memo.shape[0]:
+            self._memo = np.concatenate([self._memo, np.full(int(pos.max()) + 1024 - len(self._memo), _UNSET)])
+        self._memo[pos[keep]] = got[keep]
+
     def seed(self, space: Sequence[str]) -> None:
         """Translate every position of ``space`` now (one pass at start-up instead of misses on the hot path)."""
         self._check(space)

@@ -134,6 +134,11 @@ class ServingSettings(_Section):
         description="requests one worker answers at once (overlaps store round trips; above 1, Faust may commit "
         "past a request still in flight, so a crash can drop it: keep 1 unless measured)",
     )
+    reply_producer: Literal["dedicated", "shared"] = Field(
+        default="dedicated",
+        description="replies on a producer of their own (no waiting behind impressions and changelogs for the one "
+        "produce request aiokafka keeps in flight per broker) or on the app's",
+    )
 
     @model_validator(mode="after")
     def _policies(self) -> Self:

@@ -60,7 +60,8 @@ class RetrievalContext:
 
 class Ranked(list[tuple[str, float]]):
     """A source's ``(item_id, score)`` list that also knows where each item sits in ``space``, the id list of the
-    index it searched (``space[positions[j]] == self[j][0]``): later stages find the item's rows by position.
+    index it searched (``space[positions[j]] == self[j][0]``, or -1 for an item not in it): later stages find
+    the item's rows by position.
 
     >>> hits = Ranked([("b", 0.9), ("a", 0.5)], np.array([1, 0]), ["a", "b"])
     >>> hits == [("b", 0.9), ("a", 0.5)], hits.positions.tolist()
@@ -72,6 +73,22 @@ class Ranked(list[tuple[str, float]]):
     def __init__(self, pairs: Iterable[tuple[str, float]], positions: I64, space: Sequence[str]) -> None:
         super().__init__(pairs)
         self.positions, self.space = positions, space
+
+
+class IdSpace(Protocol):
+    """An index's growing id list and the position of ids in it (``state.live_index.LiveIndex``)."""
+
+    @property
+    def item_ids(self) -> Sequence[str]: ...
+
+    def positions(self, item_ids: Sequence[str]) -> I64:
+        """Position of each id in :attr:`item_ids`, -1 where it is not there."""
+        ...
+
+
+def located(pairs: Sequence[tuple[str, float]], space: IdSpace) -> Ranked:
+    """``pairs`` as a :class:`Ranked` list of ``space`` (for a list many requests share: found once)."""
+    return Ranked(pairs, space.positions(list(map(_first, pairs))), space.item_ids)
 
 
 class CandidateSource(Protocol):

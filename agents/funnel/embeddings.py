@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import repeat
 
 import numpy as np
@@ -12,6 +13,26 @@ from streams.errors import ConfigError
 
 F32 = npt.NDArray[np.float32]
 Mask = npt.NDArray[np.bool_]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    """The item vectors of some rows, gathered once per request for the two-tower feature and for MMR."""
+
+    vecs: F32
+    found: Mask  # which rows are real items (the others read the zero row)
+    inv_norm: F32  # 1 / length of each vector (the zero row: a large finite number, times zeros)
+
+    def unit(self) -> F32:
+        """The vectors scaled to unit length (zeros stay zeros)."""
+        return self.vecs * self.inv_norm[:, None]
+
+    def dots(self, user_vec: F32 | None) -> F32 | None:
+        """Dot products with ``user_vec``; None without one or with one of another width."""
+        if user_vec is None or user_vec.shape[0] != self.vecs.shape[1]:
+            return None
+        return (self.vecs @ user_vec).astype(np.float32)
 
 
 class ItemVectors:
@@ -21,8 +42,8 @@ class ItemVectors:
     >>> vecs, found = iv.lookup(["b", "zz"])
     >>> vecs.tolist(), found.tolist()
     ([[0.0, 2.0], [0.0, 0.0]], [True, False])
-    >>> iv.unit[0].tolist()
-    [0.6000000238418579, 0.800000011920929]
+    >>> iv.take(np.array([0, 2]), unit=True)[0].tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
 
     def __init__(self, ids: Sequence[str], vectors: npt.ArrayLike) -> None:
@@ -33,8 +54,8 @@ class ItemVectors:
         self.row = {item: i for i, item in enumerate(self.ids)}
         # one zero row at the end stands for unknown items, so lookups are a single fancy-index
         self.vectors = np.vstack([vecs, np.zeros((1, vecs.shape[1]), np.float32)])
-        norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
-        self.unit = (self.vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+        # unit vectors are scaled on demand from the rows a request gathers: no second million-row table
+        self.inv_norm = (1.0 / np.maximum(np.linalg.norm(self.vectors, axis=1), 1e-12)).astype(np.float32)
 
     @property
     def dim(self) -> int:
@@ -49,29 +70,31 @@ class ItemVectors:
         """Embeddings of ``item_ids`` (zeros where unknown) and which ones were found."""
         return self.take(self.rows(item_ids), unit)
 
-    def take(self, rows: npt.NDArray[np.int64], unit: bool = False) -> tuple[F32, Mask]:
+    def take(self, rows: I64, unit: bool = False) -> tuple[F32, Mask]:
         """Embeddings (unit length when ``unit``) of rows from :meth:`rows`, and which are real items."""
-        table = self.unit if unit else self.vectors
-        return table[rows], rows < len(self.ids)
+        got = self.gather(rows)
+        return got.unit() if unit else got.vecs, got.found
 
-
-I64 = npt.NDArray[np.int64]
+    def gather(self, rows: I64) -> Gathered:
+        """The vectors of rows from :meth:`rows` (one random-access gather; unit vectors derive from it)."""
+        return Gathered(self.vectors[rows], rows < len(self.ids), self.inv_norm[rows])
 
 
 def session_dots(vectors: ItemVectors | None, rows: I64 | None, user_vec: F32 | None) -> tuple[F32 | None, Mask | None]:
     """Dot products of ``user_vec`` with the item vectors at ``rows`` and which rows were found; (None, None)
     without vectors, rows or a session vector of the version's width."""
-    if vectors is None or rows is None or user_vec is None or user_vec.shape[0] != vectors.dim:
-        return None, None
-    vecs, found = vectors.take(rows)
-    return (vecs @ user_vec).astype(np.float32), found
+    return gathered_dots(vectors.gather(rows) if vectors is not None and rows is not None else None, user_vec)
 
 
-def two_tower_values(
-    vectors: ItemVectors | None, rows: I64 | None, user_vec: F32 | None
-) -> npt.NDArray[np.float64] | None:
+def gathered_dots(got: Gathered | None, user_vec: F32 | None) -> tuple[F32 | None, Mask | None]:
+    """:func:`session_dots` of vectors gathered already."""
+    dots = got.dots(user_vec) if got is not None else None
+    return (dots, got.found) if dots is not None and got is not None else (None, None)
+
+
+def two_tower_values(got: Gathered | None, user_vec: F32 | None) -> npt.NDArray[np.float64] | None:
     """The two-tower score of each candidate (items the version lacks rank below all others), or None."""
-    dots, found = session_dots(vectors, rows, user_vec)
+    dots, found = gathered_dots(got, user_vec)
     if dots is None or found is None or not found.any():
         return None
     values = dots.astype(np.float64)

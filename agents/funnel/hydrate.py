@@ -110,14 +110,18 @@ def user_item_block(
         newest[item] = max(ts, newest.get(item, ts))
         times[item] = times.get(item, 0) + 1
     n = len(item_ids)
-    # The user touched a few dozen items at most: look those up among the candidates, not the reverse.
-    row = dict(zip(item_ids, range(n), strict=True))
+    # The user touched a few dozen items at most: find those among the candidates (one C-level pass of set
+    # membership), and index only the candidates found; a later duplicate id wins, as in a dict of them all.
+    negative = negative_items(state, now, cfg)
+    touched = set(times).union(negative, state.purchased)
+    hits = np.flatnonzero(np.fromiter(map(touched.__contains__, item_ids), np.bool_, n)).tolist()
+    row = {item_ids[j]: j for j in hits}
     mine = np.fromiter(map(aff.get, categories, repeat(0.0)), dtype=np.float64, count=n)
     count, last, neg, bought = np.zeros(n), np.full(n, -1.0), np.zeros(n), np.zeros(n)
     for item, c in times.items():
         if (j := row.get(item)) is not None:
             count[j], last[j] = c, newest[item]
-    for items, out in ((negative_items(state, now, cfg), neg), (state.purchased, bought)):
+    for items, out in ((negative, neg), (state.purchased, bought)):
         hit = [j for j in map(row.get, items) if j is not None]
         out[hit] = 1.0
     since = np.where(count > 0, now - last / 1000.0, cfg.idle_ttl_s)

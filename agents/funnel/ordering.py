@@ -126,9 +126,16 @@ def mmr(
     diverse = unit is not None and lam < 1.0
     base = lam * rel  # the same products every pass
     blocked = np.zeros(n)  # -inf where no longer available: adding 0.0 leaves every other score as it was
+    # reused every pass, so the loop allocates no arrays; similarities in the embeddings' own precision
+    score, sims = np.empty(n), np.empty(n, unit.dtype if unit is not None else np.float32)
     for _ in range(min(k, n)):
-        score = base - (1.0 - lam) * max_sim + blocked if diverse else rel + blocked
-        j = int(np.argmax(score))
+        if diverse:  # base - (1 - lam) * max_sim + blocked, in place
+            np.multiply(max_sim, -(1.0 - lam), out=score)
+            score += base
+        else:
+            score[:] = rel
+        score += blocked
+        j = int(score.argmax())
         if not avail[j]:
             break
         picked.append(j)
@@ -140,7 +147,8 @@ def mmr(
                 blocked[~avail] = -np.inf
         if diverse:
             assert unit is not None
-            max_sim = np.maximum(max_sim, unit @ unit[j])
+            np.matmul(unit, unit[j], out=sims)
+            np.maximum(max_sim, sims, out=max_sim)
     return picked
 
 

@@ -20,7 +20,7 @@ from agents.funnel.candidates import (
     merge_ranked,
 )
 from agents.funnel.config import FunnelConfig
-from agents.funnel.embeddings import ItemVectors, session_dots, two_tower_values
+from agents.funnel.embeddings import Gathered, ItemVectors, gathered_dots, session_dots, two_tower_values
 from agents.funnel.errors import RankerError
 from agents.funnel.filters import Constraints, Filtered, apply_filters
 from agents.funnel.hydrate import HydrationPlan, hydrate
@@ -36,16 +36,15 @@ from agents.funnel.ordering import (
 )
 from agents.funnel.outcome import FunnelResult, slate_items
 from agents.funnel.precomputed import PrecomputedTier, filter_precomputed, tier_result, top_up
+from agents.funnel.rows import CandidateRows
 from agents.funnel.run_log import RunLog
 from agents.funnel.scoring import Ranker
 from agents.funnel.sources import StaticSource, strongest_categories
 from agents.funnel.thompson import SourcePosteriors, thompson_slate
-from state.catalog_table import CatalogTable
 from state.feature_config import FeatureConfig
 from state.features import category_affinity
 from state.item_columns import ItemColumns
 from state.items import ItemRecord
-from state.position_rows import PositionRows
 from state.store import OnlineFeatureStore
 from state.user_state import UserState
 from streams.errors import StreamrecError
@@ -99,12 +98,7 @@ class Funnel:
         self.catalog = catalog if catalog is not None else {}
         self.timer = timer
         self.index_ids = index_ids  # the ANN source's id list: item-vector rows are translated for it up front
-        cat = self.catalog
-        self._catalog_rows = (
-            PositionRows(cat.rows, missing=-1, generation=lambda: cat.generation)
-            if isinstance(cat, CatalogTable)
-            else None
-        )
+        self.rows = CandidateRows(self.catalog, index_ids)
         self.set_model(ranker, plan, vectors)
 
     def set_model(
@@ -112,9 +106,7 @@ class Funnel:
     ) -> None:
         """Swap the model (``ranker=None``: serve in retrieval order with ``fallback`` set)."""
         self.ranker, self.plan, self.vectors = ranker, plan or HydrationPlan.serving(), vectors
-        self._rows_of = PositionRows(vectors.rows, missing=len(vectors.ids)) if vectors is not None else None
-        if self._rows_of is not None and self.index_ids is not None:
-            self._rows_of.seed(self.index_ids)
+        self.rows.use_vectors(vectors)
 
     async def run(
         self,
@@ -150,10 +142,10 @@ class Funnel:
         records = await self._records(merged.ids, run, merged)
         kept = apply_filters(cands, records, state, cons, self.config.filters)
         run.lap("filter")
-        rows = self._vector_rows(kept, merged)
-        scored = self._score(request, ctx, kept, rows, now=now, run=run)
+        got = self._gather(self.rows.vector_rows(kept, merged))
+        scored = self._score(request, ctx, kept, got, now=now, run=run)
         slate, skipped = self._order(
-            scored.values, kept, rows, knobs, correlation_id=request.correlation_id, rng=rng, run=run
+            scored.values, kept, got, knobs, correlation_id=request.correlation_id, rng=rng, run=run
         )
         items = slate_items(slate, kept, scored.values, scored.p_click, scored.p_purchase)
         run.lap("respond")
@@ -212,7 +204,7 @@ class Funnel:
         vec = self.embed(state) if state is not None and self.embed is not None and self.vectors is not None else None
         ctx = RetrievalContext(request.user_id, state, now, vec)
         rows = self.vectors.rows([c.item_id for c in kept.kept]) if self.vectors is not None else None
-        scored = self._score(request, ctx, kept, rows, now=now, run=run)
+        scored = self._score(request, ctx, kept, self._gather(rows), now=now, run=run)
         return scored.values if scored.p_click is not None else None
 
     def _context(
@@ -275,19 +267,15 @@ class Funnel:
         run.lap("retrieve")
         return lists, {name: len(v) for name, v in lists.items()}, errors, ctx
 
-    def _vector_rows(self, kept: Filtered, merged: Merged) -> I64 | None:
-        """Rows of the kept candidates in the item vectors, by position where the ANN search gave one."""
-        if self.vectors is None or self._rows_of is None:
-            return None
-        ids = kept.records.ids  # aligned with the kept candidates
-        pos = merged.positions[kept.index] if kept.index is not None else np.full(len(ids), -1, np.int64)
-        return self._rows_of.rows(ids, pos, merged.space)
+    def _gather(self, rows: I64 | None) -> Gathered | None:
+        """The kept candidates' item vectors, gathered once for the two-tower feature and MMR."""
+        return self.vectors.gather(rows) if self.vectors is not None and rows is not None else None
 
     async def _records(self, item_ids: list[str], run: RunLog, merged: Merged | None = None) -> ItemColumns:
         ask = list(range(len(item_ids)))
         cols = ItemColumns.empty(item_ids)
         if self.config.catalog_first:
-            cols = self._local_columns(item_ids, merged)
+            cols = self.rows.local_columns(item_ids, merged)
             ask = np.flatnonzero(~cols.known).tolist()
         try:
             got = await self.store.read_item_columns([item_ids[j] for j in ask]) if ask else None
@@ -300,19 +288,12 @@ class Funnel:
         run.lap("items")
         return cols
 
-    def _local_columns(self, item_ids: list[str], merged: Merged | None) -> ItemColumns:
-        if isinstance(self.catalog, CatalogTable) and self._catalog_rows is not None and merged is not None:
-            return self.catalog.columns_at(item_ids, self._catalog_rows.rows(item_ids, merged.positions, merged.space))
-        if isinstance(self.catalog, CatalogTable):
-            return self.catalog.columns(item_ids)
-        return ItemColumns.from_records(item_ids, [self.catalog.get(i) for i in item_ids])
-
     def _score(
         self,
         request: RecommendRequest,
         ctx: RetrievalContext,
         kept: Filtered,
-        rows: I64 | None,
+        got: Gathered | None,
         *,
         now: float,
         run: RunLog,
@@ -320,7 +301,7 @@ class Funnel:
         empty = np.zeros((0, len(self.plan.columns)), np.float32)
         if self.ranker is None or not kept.kept:
             if self.ranker is None and kept.kept:
-                two_tower = two_tower_values(self.vectors, rows, ctx.user_vector)
+                two_tower = two_tower_values(got, ctx.user_vector)
                 if two_tower is not None:  # a retrieval-only version: its own score, as offline evaluation ranks
                     run.lap("score")
                     return _Scored(two_tower, None, None, empty)
@@ -328,7 +309,7 @@ class Funnel:
                 run.degraded.append("no_ranker")
             return _Scored(_retrieval_scores(kept), None, None, empty)
         ids = kept.records.ids  # aligned with the kept candidates
-        dots, found = self.tt_dots(rows, ctx.user_vector)
+        dots, found = gathered_dots(got, ctx.user_vector)
         hyd = hydrate(
             self.plan,
             ctx.user_id,
@@ -360,7 +341,7 @@ class Funnel:
         self,
         values: F64,
         kept: Filtered,
-        rows: I64 | None,
+        got: Gathered | None,
         knobs: Knobs,
         *,
         correlation_id: str,
@@ -373,8 +354,8 @@ class Funnel:
         if rushed:
             run.degraded.append("deadline")
         unit = None
-        if not rushed and self.vectors is not None and rows is not None and knobs.mmr_lambda < 1.0:
-            unit = self.vectors.take(rows, unit=True)[0]
+        if not rushed and got is not None and knobs.mmr_lambda < 1.0:
+            unit = got.unit()
         exploit = mmr(values, unit, knobs.k, 1.0 if rushed else knobs.mmr_lambda, cats=cats, cap=cfg.category_cap)
         if rushed or knobs.policy == "none" or (knobs.policy == "epsilon" and knobs.epsilon <= 0.0):
             slate = greedy_slate(exploit)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from itertools import chain
 from typing import Literal
 
-from agents.funnel.candidates import Ranked, RetrievalContext, Scored
+import numpy as np
+
+from agents.funnel.candidates import IdSpace, Ranked, RetrievalContext, Scored, located
 from state.ann import AnnIndex
 from state.pools import PoolConfig
 from state.store import OnlineFeatureStore
@@ -39,12 +42,21 @@ class AnnSource:
 
 
 class CovisitSource:
-    """Items co-visited with the user's most recent distinct items, weights summed over those seeds."""
+    """Items co-visited with the user's most recent distinct items, weights summed over those seeds (a
+    :class:`Ranked` list of ``space`` when given)."""
 
     def __init__(
-        self, store: OnlineFeatureStore, pools: PoolConfig, seeds: int = 5, per_seed: int = 50, name: str = "covisit"
+        self,
+        store: OnlineFeatureStore,
+        pools: PoolConfig,
+        seeds: int = 5,
+        per_seed: int = 50,
+        name: str = "covisit",
+        *,
+        space: IdSpace | None = None,
     ) -> None:
         self.store, self.pools, self.seeds, self.per_seed, self._name = store, pools, seeds, per_seed, name
+        self.space = space  # the ANN index's ids: the items are found there once, not in each table
 
     @property
     def name(self) -> str:
@@ -61,7 +73,8 @@ class CovisitSource:
                 acc[item] = acc.get(item, 0.0) + w
         for seed in recent:  # the seeds themselves are not news
             acc.pop(seed, None)
-        return sorted(acc.items(), key=lambda t: (-t[1], t[0]))
+        out = sorted(acc.items(), key=lambda t: (-t[1], t[0]))
+        return located(out, self.space) if self.space is not None else out
 
 
 def recent_items(ctx: RetrievalContext, n: int) -> list[str]:
@@ -119,10 +132,21 @@ class PoolSource:
 
 class CachedPool:
     """A :class:`PoolSource` served from memory for ``ttl_s``: pools are the same for every user, so one
-    read per pool (and category) a second replaces one per request. Scores are as fresh as ``ttl_s``."""
+    read per pool (and category) a second replaces one per request. Scores are as fresh as ``ttl_s``.
 
-    def __init__(self, inner: PoolSource, ttl_s: float, timer: Callable[[], float] = time.monotonic) -> None:
-        self.inner, self.ttl_s, self.timer = inner, ttl_s, timer
+    With ``space`` (the ANN index's id list), each cached list is a :class:`Ranked` list of it, its items'
+    positions found once per read: the funnel then finds their catalog and vector rows by position.
+    """
+
+    def __init__(
+        self,
+        inner: PoolSource,
+        ttl_s: float,
+        timer: Callable[[], float] = time.monotonic,
+        *,
+        space: IdSpace | None = None,
+    ) -> None:
+        self.inner, self.ttl_s, self.timer, self.space = inner, ttl_s, timer, space
         self._cache: dict[tuple[str, ...], tuple[float, Scored]] = {}
         self._mixed: dict[tuple[str, ...], tuple[list[Scored], Scored]] = {}  # categories -> (lists, interleaved)
 
@@ -152,10 +176,16 @@ class CachedPool:
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
         out = await read()
+        if self.space is not None:
+            out = located(out, self.space)
         if len(self._cache) > 4096:  # bounded: one entry per category, never unbounded
             self._cache.clear()
         self._cache[key] = (now, out)
         return out
+
+
+def _first_of(pair: tuple[str, float]) -> str:
+    return pair[0]
 
 
 def _same_objects(a: Sequence[object], b: Sequence[object]) -> bool:
@@ -163,11 +193,47 @@ def _same_objects(a: Sequence[object], b: Sequence[object]) -> bool:
 
 
 def interleave(lists: Sequence[Scored], n: int) -> Scored:
-    """Round-robin by rank over ``lists``, first occurrence kept, at most ``n`` items.
+    """Round-robin by rank over ``lists``, first occurrence kept, at most ``n`` items; :class:`Ranked` lists of
+    one space give a :class:`Ranked` list of it.
 
     >>> interleave([[("a", 3.0), ("b", 2.0)], [("c", 9.0), ("a", 8.0), ("d", 1.0)]], 10)
     [('a', 3.0), ('c', 9.0), ('b', 2.0), ('d', 1.0)]
+    >>> import numpy as np
+    >>> space = ["a", "b", "c"]
+    >>> mixed = interleave([Ranked([("c", 1.0)], np.array([2]), space), Ranked([("q", 2.0)], np.array([-1]), space)], 5)
+    >>> mixed, mixed.positions.tolist()
+    ([('c', 1.0), ('q', 2.0)], [2, -1])
+    >>> first = Ranked([("a", 3.0), ("b", 2.0)], np.array([0, 1]), space)
+    >>> mixed = interleave([first, Ranked([("c", 9.0), ("a", 8.0)], np.array([2, 0]), space)], 10)
+    >>> mixed, mixed.positions.tolist()
+    ([('a', 3.0), ('c', 9.0), ('b', 2.0)], [0, 2, 1])
     """
+    spaces = {id(r.space) for r in lists if isinstance(r, Ranked)}
+    if not lists or len(spaces) != 1 or not all(isinstance(r, Ranked) for r in lists):
+        return _interleave(lists, n)
+    ranked = [r for r in lists if isinstance(r, Ranked)]
+    pos = np.concatenate([np.asarray(r.positions, np.int64) for r in ranked])
+    if (pos < 0).any():  # items outside the space: dedupe by id, then look their positions up
+        out = _interleave(lists, n)
+        where: dict[str, int] = {}
+        for r in reversed(ranked):  # an id's position is the same in every list of the space
+            where.update(zip(map(_first_of, r), r.positions.tolist(), strict=True))
+        return Ranked(
+            out, np.fromiter(map(where.__getitem__, map(_first_of, out)), np.int64, len(out)), ranked[0].space
+        )
+    # Every item has a position: the round robin (rank-major, then list order), first occurrence of each
+    # position, in numpy; equal positions are equal ids.
+    lens = np.array([len(r) for r in ranked], np.int64)
+    which = np.repeat(np.arange(len(ranked)), lens)
+    rank = np.arange(len(pos)) - np.repeat(np.cumsum(lens) - lens, lens)
+    visit = np.lexsort((which, rank))
+    _, first = np.unique(pos[visit], return_index=True)
+    keep = visit[np.sort(first)][:n]
+    pairs = list(chain.from_iterable(ranked))
+    return Ranked(list(map(pairs.__getitem__, keep.tolist())), pos[keep], ranked[0].space)
+
+
+def _interleave(lists: Sequence[Scored], n: int) -> Scored:
     out: Scored = []
     seen: set[str] = set()
     for rank in range(max((len(x) for x in lists), default=0)):

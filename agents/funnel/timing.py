@@ -17,17 +17,22 @@ from agents.funnel.embeddings import ItemVectors
 from agents.funnel.ordering import OrderingConfig
 from agents.funnel.pipeline import Funnel
 from agents.funnel.scoring import OnnxRanker
-from agents.funnel.sources import AnnSource, CovisitSource, PoolSource
+from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolKind, PoolSource
+from agents.runtime import set_search_threads
 from state.ann import build_index
+from state.catalog_table import CatalogTable
 from state.feature_config import EventView, FeatureConfig
 from state.features import apply_events, new_user_state
 from state.items import ItemCounts, ItemRecord
+from state.live_index import LiveIndex
 from state.memory_store import MemoryFeatureStore
 from state.pools import PoolConfig
-from state.store import DecayedUpdate, PoolUpdate, WriteBatch
+from state.store import CovisitUpdate, DecayedUpdate, PoolUpdate, WriteBatch
 from streams.records import RecommendRequest
+from streams.settings import DEFAULT_SOURCE_QUOTAS
 
 T0 = 1_700_000_000.0
+POOL_KINDS: tuple[PoolKind, ...] = ("trending", "fresh", "popular", "category")  # as agents.serving_setup.sources
 CATS = 50
 
 
@@ -76,9 +81,16 @@ async def _world(n_items: int, dim: int, rng: np.random.Generator) -> tuple[Memo
             item_counts={i: r.counts for i, r in items.items()},
             decayed=decayed,
             pools=[PoolUpdate("fresh", {i: items[i].created_at for i in ids[:1000]}, keep=200)],
+            covisit=CovisitUpdate(pools.covisit_half_life_s, 50, T0, _covisit(rng)),
         )
     )
     return store, vecs
+
+
+def _covisit(rng: np.random.Generator) -> dict[str, dict[str, float]]:
+    """Fifty co-visited items for each of the 20,000 items users interact with."""
+    others = rng.integers(0, 20_000, size=(20_000, 50)).tolist()
+    return {f"i{j}": {f"i{o}": 1.0 + k for k, o in enumerate(row)} for j, row in enumerate(others)}
 
 
 async def _users(store: MemoryFeatureStore, vecs: ItemVectors, n: int, rng: np.random.Generator) -> list[str]:
@@ -106,7 +118,9 @@ async def _users(store: MemoryFeatureStore, vecs: ItemVectors, n: int, rng: np.r
     return list(states)
 
 
-async def bench(n_items: int, n_requests: int, k: int, dim: int, catalog_first: bool) -> dict[str, float]:
+async def bench(n_items: int, n_requests: int, k: int, dim: int, candidates: int) -> dict[str, float]:
+    """Like a worker: ANN asks for three quarters of ``candidates``, the pools are cached, the catalog is local."""
+    set_search_threads(1, blas=1)  # as a worker runs
     rng = np.random.default_rng(0)
     store, vecs = await _world(n_items, dim, rng)
     users = await _users(store, vecs, 50, rng)
@@ -114,22 +128,30 @@ async def bench(n_items: int, n_requests: int, k: int, dim: int, catalog_first: 
         "ivf" if n_items > 50_000 else "exact",
         np.arange(n_items, dtype=np.int64),
         vecs.vectors[:n_items],
-        **({"nlist": 1024, "nprobe": 16} if n_items > 50_000 else {}),
+        **({"nlist": int(4 * n_items**0.5), "nprobe": 32} if n_items > 50_000 else {}),  # models.catalog_index
     )
     pools = PoolConfig()
+    ann_k = candidates * 3 // 4
+    live = LiveIndex(index, vecs.ids)
     sources: list[CandidateSource] = [
-        AnnSource(index, vecs.ids, k=600),
-        CovisitSource(store, pools),
-        PoolSource(store, "category", pools, n=150),
-        PoolSource(store, "trending", pools, n=200),
-        PoolSource(store, "fresh", pools, n=50),
-        PoolSource(store, "popular", pools, n=200),
+        AnnSource(live.index, live.item_ids, k=ann_k),
+        CovisitSource(store, pools, space=live),
+        *(CachedPool(PoolSource(store, kind, pools), ttl_s=1.0, space=live) for kind in POOL_KINDS),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         ranker = _export_ranker(Path(tmp) / "ranker.onnx")
-    cfg = FunnelConfig(ordering=OrderingConfig(mmr_lambda=0.8, epsilon=0.05), catalog_first=catalog_first)
-    catalog = dict(zip(vecs.ids, await store.read_items(vecs.ids), strict=True)) if catalog_first else {}
-    funnel = Funnel(cfg, store, sources, ranker=ranker, vectors=vecs, catalog=catalog)  # type: ignore[arg-type]
+    quotas = {**DEFAULT_SOURCE_QUOTAS, "ann": ann_k}
+    cfg = FunnelConfig(
+        ordering=OrderingConfig(mmr_lambda=0.8, epsilon=0.05),
+        catalog_first=True,
+        candidate_limit=candidates,
+        quotas=quotas,
+    )
+    catalog = CatalogTable()
+    for rec in await store.read_items(vecs.ids):
+        if rec is not None:
+            catalog[rec.item_id] = rec
+    funnel = Funnel(cfg, store, sources, ranker=ranker, vectors=vecs, catalog=catalog, index_ids=live.item_ids)
     gc.collect()
     gc.freeze()  # the world's million objects would otherwise be rescanned by every full collection
     stages: dict[str, list[float]] = {}
@@ -166,9 +188,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--dim", type=int, default=64)
-    ap.add_argument("--catalog-first", action="store_true", help="item records from a local catalog dict")
+    ap.add_argument("--candidates", type=int, default=1000)
     args = ap.parse_args()
-    for name, v in asyncio.run(bench(args.items, args.requests, args.k, args.dim, args.catalog_first)).items():
+    for name, v in asyncio.run(bench(args.items, args.requests, args.k, args.dim, args.candidates)).items():
         print(f"{name:>18} {v:8.3f}")
 
 

@@ -213,6 +213,17 @@ async def warmed_worker(
         await delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)])
 
 
+def _cpu_per_request(before: float | None, after: float | None, requests: float) -> float | None:
+    """Milliseconds of worker CPU per request between two ``cpu_seconds`` readings (None where unknown).
+
+    >>> _cpu_per_request(1.0, 3.0, 400), _cpu_per_request(None, 3.0, 400)
+    (5.0, None)
+    """
+    if before is None or after is None or requests <= 0:
+        return None
+    return round((after - before) * 1000.0 / requests, 3)
+
+
 def worker_memory_mb(worker: WorkerProcess) -> dict[str, float]:
     """Resident and peak resident memory of the worker process (Linux ``/proc``), in MiB."""
     if worker.proc is None:
@@ -260,7 +271,9 @@ async def run_serve(base: Settings, load: ServeLoad, *, logs: Path, train: str |
             warm_s = time.perf_counter() - started
             user_of = load.users_from(engaged_users(events))
             await open_loop(client, load.rps, min(3.0, load.seconds), user_of, load.k)  # warm-up
+            cpu0 = worker.cpu_seconds()
             res = await open_loop(client, load.rps, load.seconds, user_of, load.k)
+            cpu = _cpu_per_request(cpu0, worker.cpu_seconds(), res["requests"])
             memory = worker_memory_mb(worker)
     finally:
         if redis is not None:
@@ -283,6 +296,8 @@ async def run_serve(base: Settings, load: ServeLoad, *, logs: Path, train: str |
         "requested_users": "with history" if load.history_only else "all simulated",
         **res,
         "worker_memory": memory,
+        # the worker's CPU (every thread) over the measured requests: its cost per request, host speed aside
+        "worker_cpu_ms_per_request": cpu,
         "warm_up_s": round(warm_s, 1),  # catalog and events through the broker into the worker and the store
         **({"catalog": built} if built is not None else {}),
         "baseline": echo,

@@ -7,12 +7,13 @@ tiny trained version from a real registry; only one of them consumes the item.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import pytest
 
@@ -22,6 +23,7 @@ from agents.funnel.sources import AnnSource
 from agents.new_items import CLOCK_MARGIN_S, sync_new_items
 from agents.runtime import Runtime
 from models.data import age_bucket, price_bucket
+from state.catalog_table import CatalogTable
 from state.items import ItemRecord
 from state.memory_store import MemoryFeatureStore
 from state.pools import CATALOG_LOG, catalog_log_update
@@ -101,6 +103,36 @@ async def test_a_new_item_is_retrievable_by_ann_on_every_worker(workers: tuple[R
         assert len(got) == known + 1
         assert got["new-1"] == pytest.approx(float(vec[0] @ vec[0]), rel=1e-4)
     assert await sync_new_items(b) == 0  # nothing new: nothing re-added
+
+
+class CountingCatalog(CatalogTable):
+    """A catalog that records which ids are looked up row by row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[list[str]] = []
+
+    def rows(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
+        self.asked.append(list(item_ids))
+        return super().rows(item_ids)
+
+
+async def test_the_catalog_agent_tells_the_funnel_where_indexed_items_sit(registry: tuple[FileRegistry, str]) -> None:
+    reg, version = registry
+    clock = FakeClock(NOW.timestamp())
+    settings = load_settings(worker={"app_id": "functional-rows", "store": "memory", "batch_within_s": 0.01})
+    catalog = CountingCatalog()
+    rt = Runtime(settings=settings, store=MemoryFeatureStore(clock=clock), clock=clock, catalog=catalog)
+    rt.use_model(reg.load(version))
+    assert rt.live_index is not None
+    space = rt.live_index.item_ids
+    ids = [*space[:6], "x"]
+    await consume_items(rt, [item_json(i, "c1", price=10.0 + j) for j, i in enumerate(ids)])
+    catalog.asked.clear()
+    rows = rt.funnel.rows.catalog_rows(ids, np.array([*range(6), -1]), space)
+    assert rows.tolist() == CatalogTable.rows(catalog, ids).tolist() and min(rows.tolist()) >= 0
+    assert catalog.asked == [["x"]]  # the indexed items were learnt as they were stored; "x" is looked up
+    assert catalog.columns_at(ids, rows).price.tolist() == [10.0 + j for j in range(7)]
 
 
 async def test_the_embedding_is_the_item_towers_content_path(workers: tuple[Runtime, Runtime]) -> None:

@@ -73,3 +73,18 @@ def test_a_seeded_memo_never_asks_for_the_positions_it_was_seeded_with() -> None
     assert memo.rows([space[p] for p in pos], pos, space).tolist() == [0, 1, 24]
     assert len(calls) == 1
     assert memo.rows(["i1"], np.array([1]), space).tolist() == [-1] and calls[-1] == ["i1"]  # unknown: asked
+
+
+def test_learnt_rows_are_never_asked_and_a_deletion_forgets_them() -> None:
+    table = CatalogTable()
+    for i in ("a", "b", "c"):
+        table[i] = ItemRecord(i, "c")
+    space = ["c", "b", "a", "later"]
+    calls: list[list[str]] = []
+    memo = _counting(table, calls)
+    ids = ["a", "c", "later"]
+    memo.learn(space, np.array([2, 0, 3, -1]), np.array([0, 2, -1, 1]))  # "later" is not in the table: not learnt
+    assert memo.rows(ids, np.array([2, 0, 3]), space).tolist() == [0, 2, -1]
+    assert calls == [["later"]]
+    del table["b"]  # rows may move: what was learnt is forgotten and asked again
+    assert memo.rows(ids, np.array([2, 0, 3]), space).tolist() == [0, 2, -1] and calls[-1] == ids

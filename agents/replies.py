@@ -1,0 +1,70 @@
+"""Replies on a producer of their own, so an answer never waits behind the worker's bulk writes.
+
+aiokafka's sender keeps one produce request in flight per broker. On the app's producer, a reply waits
+for the impression of the request before it, the table's changelog and any dead letters to be acknowledged
+first. The reply producer sends replies only: each goes out as soon as it is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaProducer
+from mode import Service
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ReplyProducer(Service):
+    """Sends replies with ``linger_ms=0`` and ``acks=1``: a reply is ephemeral, so it waits for no follower.
+
+    Until the service has started (Faust's test context starts none), replies go through the app's topics:
+    the same bytes, keys and topics, on the shared producer.
+    """
+
+    def __init__(self, app: faust.App, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.app, self.settings = app, settings
+        self._producer: AIOKafkaProducer | None = None
+        self._topics: dict[str, Any] = {}
+        self.failed = 0  # replies the broker did not take (logged; the client's deadline then answers)
+
+    async def on_start(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            client_id=f"{self.settings.worker.app_id}-replies",
+            linger_ms=0,
+            acks=1,
+        )
+        await producer.start()
+        self._producer = producer
+
+    async def on_stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()  # flushes what is still buffered
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        """Hand one reply to the producer (returns once it is buffered, not when the broker acknowledges)."""
+        producer = self._producer
+        if producer is None:
+            await self._topic(topic).send(key=key, value=value)
+            return
+        delivery = await producer.send(topic, value, key=key)
+        delivery.add_done_callback(self._delivered)
+
+    def _topic(self, name: str) -> Any:
+        if name not in self._topics:
+            self._topics[name] = self.app.topic(name)
+        return self._topics[name]
+
+    def _delivered(self, delivery: asyncio.Future[Any]) -> None:
+        if delivery.cancelled() or delivery.exception() is None:
+            return
+        self.failed += 1
+        log.warning("a reply was not delivered: %r", delivery.exception())

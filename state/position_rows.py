@@ -46,8 +46,7 @@ class PositionRows:
             return self.lookup(item_ids)
         self._check(space)
         pos = np.asarray(positions, np.int64)
-        if pos.size and int(pos.max()) >= self._memo.shape[0]:
-            self._memo = np.concatenate([self._memo, np.full(len(space) + 1024 - len(self._memo), _UNSET)])
+        self._reserve(pos, space)
         out = np.where(pos >= 0, self._memo[np.maximum(pos, 0)], _UNSET)
         ask = np.flatnonzero(out == _UNSET)
         if ask.size:
@@ -60,17 +59,23 @@ class PositionRows:
     def learn(self, space: Sequence[str], positions: I64, rows: I64) -> None:
         """Record rows found elsewhere (e.g. as the table gains items) for positions in ``space`` (-1: skipped).
 
-        >>> memo = PositionRows(lambda ids: np.full(len(ids), -1, np.int64), missing=-1)
-        >>> memo.learn(["a", "b"], np.array([1, -1]), np.array([7, 3]))
-        >>> memo.rows(["b"], np.array([1]), memo._space).tolist()
+        >>> memo, space = PositionRows(lambda ids: np.full(len(ids), -1, np.int64), missing=-1), ["a", "b"]
+        >>> memo.learn(space, np.array([1, -1]), np.array([7, 3]))
+        >>> memo.rows(["b"], np.array([1]), space).tolist()
         [7]
         """
         self._check(space)
         pos, got = np.asarray(positions, np.int64), np.asarray(rows, np.int64)
         keep = (pos >= 0) & (got != self.missing)
-        if keep.any() and int(pos.max()) >= self._memo.shape[0]:
-            self._memo = np.concatenate([self._memo, np.full(int(pos.max()) + 1024 - len(self._memo), _UNSET)])
+        self._reserve(pos, space)
         self._memo[pos[keep]] = got[keep]
+
+    def _reserve(self, positions: I64, space: Sequence[str]) -> None:
+        """Grow the memo to hold every position of ``positions`` (and of ``space``), with room to spare."""
+        top = int(positions.max()) if positions.size else -1
+        if top >= self._memo.shape[0]:
+            size = max(top + 1, len(space)) + 1024
+            self._memo = np.concatenate([self._memo, np.full(size - len(self._memo), _UNSET)])
 
     def seed(self, space: Sequence[str]) -> None:
         """Translate every position of ``space`` now (one pass at start-up instead of misses on the hot path)."""

@@ -97,8 +97,7 @@ class Funnel:
         self.features = features or FeatureConfig()
         self.catalog = catalog if catalog is not None else {}
         self.timer = timer
-        self.index_ids = index_ids  # the ANN source's id list: item-vector rows are translated for it up front
-        self.rows = CandidateRows(self.catalog, index_ids)
+        self.rows = CandidateRows(self.catalog, index_ids)  # item-vector rows are translated for it up front
         self.set_model(ranker, plan, vectors)
 
     def set_model(

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from itertools import chain
+from operator import itemgetter
 from typing import Literal
 
 import numpy as np
@@ -184,10 +185,6 @@ class CachedPool:
         return out
 
 
-def _first_of(pair: tuple[str, float]) -> str:
-    return pair[0]
-
-
 def _same_objects(a: Sequence[object], b: Sequence[object]) -> bool:
     return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
@@ -208,10 +205,9 @@ def interleave(lists: Sequence[Scored], n: int) -> Scored:
     >>> mixed, mixed.positions.tolist()
     ([('a', 3.0), ('c', 9.0), ('b', 2.0)], [0, 2, 1])
     """
-    spaces = {id(r.space) for r in lists if isinstance(r, Ranked)}
-    if not lists or len(spaces) != 1 or not all(isinstance(r, Ranked) for r in lists):
-        return _interleave(lists, n)
     ranked = [r for r in lists if isinstance(r, Ranked)]
+    if not ranked or len(ranked) != len(lists) or len({id(r.space) for r in ranked}) != 1:
+        return _interleave(lists, n)
     pos = np.concatenate([np.asarray(r.positions, np.int64) for r in ranked])
     if (pos < 0).any():  # items outside the space: dedupe by id, then look their positions up
         out = _interleave(lists, n)
@@ -231,6 +227,9 @@ def interleave(lists: Sequence[Scored], n: int) -> Scored:
     keep = visit[np.sort(first)][:n]
     pairs = list(chain.from_iterable(ranked))
     return Ranked(list(map(pairs.__getitem__, keep.tolist())), pos[keep], ranked[0].space)
+
+
+_first_of = itemgetter(0)
 
 
 def _interleave(lists: Sequence[Scored], n: int) -> Scored:

@@ -3,9 +3,11 @@ exactly as without them (positions only save lookups among the catalog's and the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from funnel_world import POOLS, T0, World, build_world
 from hypothesis import given, settings
@@ -15,6 +17,7 @@ from agents.funnel.candidates import CandidateSource, Ranked, RetrievalContext, 
 from agents.funnel.config import FunnelConfig
 from agents.funnel.ordering import OrderingConfig
 from agents.funnel.pipeline import Funnel
+from agents.funnel.rows import CandidateRows
 from agents.funnel.scoring import FakeRanker
 from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolKind, PoolSource, interleave
 from state.ann import ExactIndex
@@ -93,16 +96,33 @@ async def test_a_funnel_finding_rows_by_position_serves_what_it_serves_without(l
         assert got.missing == want.missing and got.dropped == want.dropped
 
 
-async def test_learning_catalog_rows_of_another_id_list_changes_nothing() -> None:
+class CountingCatalog(CatalogTable):
+    """A catalog that records the ids it is asked to find row by row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    def rows(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
+        self.asked += item_ids
+        return super().rows(item_ids)
+
+
+async def test_rows_learnt_for_another_id_list_neither_apply_nor_unlearn_the_funnels() -> None:
     w = await build_world()
     live = _live(w)
-    located = _funnel(w, live, located=True)
-    before = await located.run(RecommendRequest(correlation_id="c", user_id="u1", k=12), w.state, now=T0)
+    catalog = CountingCatalog()
+    for item_id, rec in w.items.items():
+        catalog[item_id] = rec
+    rows = CandidateRows(catalog, live.item_ids)
+    ids = list(live.item_ids)
+    truth = CatalogTable.rows(catalog, ids)
+    rows.learn_catalog_rows(live.item_ids, live.positions(ids), truth)
     other = list(live.item_ids)  # equal, but not the list the ANN source searches
-    located.rows.learn_catalog_rows(other, np.arange(len(other)), np.zeros(len(other), np.int64))  # wrong rows
-    after = await located.run(RecommendRequest(correlation_id="c", user_id="u1", k=12), w.state, now=T0)
-    assert [r.item_id for r in after.items] == [r.item_id for r in before.items]
-    assert np.array_equal(after.features, before.features)
+    rows.learn_catalog_rows(other, np.arange(len(other)), np.zeros(len(other), np.int64))  # wrong rows
+    catalog.asked.clear()
+    assert rows.catalog_rows(ids, live.positions(ids), live.item_ids).tolist() == truth.tolist()
+    assert catalog.asked == []  # every position still answered from what was learnt for the funnel's list
 
 
 @settings(max_examples=200, deadline=None)

@@ -19,10 +19,15 @@ def _counting(table: CatalogTable, calls: list[list[str]]) -> PositionRows:
     return PositionRows(lookup, missing=-1, generation=lambda: table.generation)
 
 
-def test_memo_answers_like_the_table_and_asks_each_position_once() -> None:
+def _table(*ids: str) -> CatalogTable:
     table = CatalogTable()
-    for i in ("x", "y", "z"):
+    for i in ids:
         table[i] = ItemRecord(i, "c")
+    return table
+
+
+def test_memo_answers_like_the_table_and_asks_each_position_once() -> None:
+    table = _table(*("x", "y", "z"))
     space = ["z", "y", "x", "new"]
     calls: list[list[str]] = []
     memo = _counting(table, calls)
@@ -35,9 +40,7 @@ def test_memo_answers_like_the_table_and_asks_each_position_once() -> None:
 
 
 def test_a_deletion_or_another_space_forgets_the_memo() -> None:
-    table = CatalogTable()
-    for i in ("a", "b"):
-        table[i] = ItemRecord(i, "c")
+    table = _table(*("a", "b"))
     space = ["a", "b"]
     memo = _counting(table, [])
     assert memo.rows(["b"], np.array([1]), space).tolist() == [1]
@@ -76,9 +79,7 @@ def test_a_seeded_memo_never_asks_for_the_positions_it_was_seeded_with() -> None
 
 
 def test_learnt_rows_are_never_asked_and_a_deletion_forgets_them() -> None:
-    table = CatalogTable()
-    for i in ("a", "b", "c"):
-        table[i] = ItemRecord(i, "c")
+    table = _table(*("a", "b", "c"))
     space = ["c", "b", "a", "later"]
     calls: list[list[str]] = []
     memo = _counting(table, calls)

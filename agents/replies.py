@@ -19,6 +19,10 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Loop turns from ``AIOKafkaProducer.send`` to the request on the socket: the accumulator's waiter wakes the
+#: sender's ``asyncio.wait``, which wakes the sender task, which starts the produce task that writes.
+SENDER_HOPS = 3
+
 
 class ReplyProducer(Service):
     """Sends replies with ``linger_ms=0`` and ``acks=1``: a reply is ephemeral, so it waits for no follower.
@@ -57,6 +61,8 @@ class ReplyProducer(Service):
             return
         delivery = await producer.send(topic, value, key=key)
         delivery.add_done_callback(self._delivered)
+        for _ in range(SENDER_HOPS):  # let the sender write it before the caller's bookkeeping takes the loop
+            await asyncio.sleep(0)
 
     def _topic(self, name: str) -> Any:
         if name not in self._topics:

@@ -51,3 +51,32 @@ def test_replies_go_out_on_their_own_producer_with_their_keys(base_settings: Set
     finally:
         drop_topics(settings)
     assert sorted(got) == sorted((f"c{i}".encode(), f"reply-{i}".encode()) for i in range(20))
+
+
+async def _left_in_accumulator(settings: Settings) -> list[int]:
+    """Batches still waiting in the producer's accumulator right after each ``send`` returns."""
+    topic = topic_names(settings.kafka).rec_responses
+    app = faust.App(settings.worker.app_id, broker=f"kafka://{settings.kafka.bootstrap_servers}")
+    replies = ReplyProducer(app, settings)
+    await replies.start()
+    try:
+        waiting = []
+        for i in range(10):
+            await replies.send(topic, f"c{i}".encode(), b"reply")
+            assert replies._producer is not None
+            batches = replies._producer._message_accumulator._batches  # aiokafka's pending batches per partition
+            waiting.append(sum(len(q) for q in batches.values()))
+            await replies._producer.flush()  # acknowledged, as a previous reply usually is: one request in flight
+        return waiting
+    finally:
+        await replies.stop()
+
+
+def test_a_reply_is_on_the_wire_when_send_returns(base_settings: Settings) -> None:
+    """The caller's bookkeeping after ``send`` must not hold the reply back: the sender has drained it."""
+    settings = fresh_settings(base_settings, "reply-written")
+    try:
+        waiting = asyncio.run(_left_in_accumulator(settings))
+    finally:
+        drop_topics(settings)
+    assert waiting == [0] * 10

@@ -21,6 +21,7 @@ from agents.runtime import Runtime
 from state.errors import StoreUnavailable
 from state.store import OnlineFeatureStore, WriteBatch
 from streams.faust_batch import BatchBuffer, BatchTopic, ack_all, buffer_for, current
+from streams.topics import USERS_TABLE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -137,7 +138,7 @@ async def feed(app: faust.App, values: list[bytes], key: bytes | None = None, pa
 def register(app: faust.App, rt: Runtime) -> EventsIngest:
     """Register the events consumer, its batch topic and the user-state table on ``app``."""
     table: Any = app.Table(
-        "users", default=None, partitions=rt.settings.kafka.partitions, key_type=bytes, value_type=bytes
+        USERS_TABLE, default=None, partitions=rt.settings.kafka.partitions, key_type=bytes, value_type=bytes
     )  # bytes -> the "raw" codec: values are encode_state()
     buffer = buffer_for(app, high_water=4 * rt.settings.worker.batch_size)
     app.topics.add(BatchTopic(app, rt.topics.events, buffer))

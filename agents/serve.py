@@ -12,7 +12,7 @@ import faust
 from agents.dead_letters import DeadLetterSink
 from agents.funnel.outcome import FunnelResult
 from agents.funnel.pipeline import Funnel
-from agents.funnel.requests import Rejected, error_response, triage_request
+from agents.funnel.requests import Rejected, budget_ms, error_response, triage_request
 from agents.replies import ReplyProducer
 from agents.runtime import Runtime
 from agents.shadow import ShadowJob, ShadowScorer, sampled
@@ -55,8 +55,7 @@ async def answer_and_shadow(
 
 async def respond(rt: Runtime, req: RecommendRequest, received: float) -> Answered:
     """Run the funnel and build the response only: the serving agent sends it before :func:`record`."""
-    serving = rt.settings.serving
-    budget = min(req.deadline_ms or serving.default_deadline_ms, serving.max_deadline_ms)
+    budget = budget_ms(req, received, rt.settings.serving)  # the wait in Kafka already spent some
     arm = rt.arm_for(req.user_id)
     state = rt.user_state(req.user_id)
     result = await arm.funnel.run(req, state, now=rt.clock.now(), budget_ms=budget, fallback_items=rt.popular)

@@ -8,8 +8,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from streams.errors import InfraError
-from streams.settings import KafkaSettings
-from streams.topics import TopicSpec, topic_specs
+from streams.settings import KafkaSettings, Settings
+from streams.topics import TopicSpec, run_topics, topic_specs
 
 
 async def _admin(kafka: KafkaSettings, attempts: int = 40) -> AIOKafkaAdminClient:
@@ -56,6 +56,11 @@ async def delete_topics(kafka: KafkaSettings, names: list[str]) -> None:
             await admin.delete_topics(doomed, timeout_ms=30_000)
     finally:
         await admin.close()
+
+
+async def drop_run_topics(settings: Settings) -> None:
+    """Delete every topic a run (a test, a benchmark, the demo, a replay) created, Faust's own included."""
+    await delete_topics(settings.kafka, run_topics(settings))
 
 
 async def partitions_of(kafka: KafkaSettings, topic: str) -> list[int]:

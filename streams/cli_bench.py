@@ -39,10 +39,10 @@ def _with_model(settings: Any, train: str, events: list[bytes], catalog: list[by
 def _private_world(settings: Any, catalog: list[bytes]) -> Iterator[Any]:
     """``settings`` on a private Redis (the shared one's load from other work would stall the worker's writes),
     with fresh topics holding the catalog; the topics are deleted afterwards."""
-    from streams.admin import delete_topics, ensure_topics
+    from streams.admin import drop_run_topics, ensure_topics
     from streams.bench.ingest import produce_paced
     from streams.bench.memory import private_redis_url
-    from streams.topics import topic_names, topic_specs
+    from streams.topics import topic_names
 
     with private_redis_url(LOGS / settings.worker.app_id / "redis") as url:
         settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
@@ -53,7 +53,7 @@ def _private_world(settings: Any, catalog: list[bytes]) -> Iterator[Any]:
             )
             yield settings
         finally:
-            asyncio.run(delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)]))
+            asyncio.run(drop_run_topics(settings))
 
 
 def _report(name: str, result: dict[str, Any], out: Path | None) -> None:

@@ -15,14 +15,14 @@ import typer
 from rich.console import Console
 
 from agents.runtime import build_store
-from streams.admin import delete_topics, ensure_topics
+from streams.admin import drop_run_topics, ensure_topics
 from streams.bench.harness import WorkerProcess, wait_until_serving
 from streams.bench.ingest import wait_handled
 from streams.cli import print_response
 from streams.client import RecClient
 from streams.produce import produce_lines
 from streams.settings import Settings
-from streams.topics import topic_names, topic_specs
+from streams.topics import topic_names
 
 console = Console()
 RUN = Path(".run/demo")
@@ -133,4 +133,4 @@ async def stream_and_ask(settings: Settings, lines: list[bytes], catalog: list[b
     finally:
         worker.stop()
         await store.close()
-        await delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)])
+        await drop_run_topics(settings)

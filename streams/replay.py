@@ -273,10 +273,9 @@ async def run_online(
     settings: Settings, dataset: Dataset, plan: ReplayPlan, opts: ReplayOptions, progress: Progress
 ) -> OnlineRun:
     """Start a worker on fresh topics, stream, ask, and clean up."""
-    from streams.admin import delete_topics, ensure_topics
+    from streams.admin import drop_run_topics, ensure_topics
     from streams.bench.harness import WorkerProcess, wait_until_serving
     from streams.client import RecClient
-    from streams.topics import topic_specs
 
     await ensure_topics(settings.kafka)
     log = Path(".run/replay") / f"{settings.worker.app_id}.log"
@@ -287,8 +286,7 @@ async def run_online(
         return await stream_and_ask(settings, dataset, plan, opts, progress)
     finally:
         worker.stop()
-        names = [s.name for s in topic_specs(settings.kafka)] + [f"{settings.worker.app_id}-users-changelog"]
-        await delete_topics(settings.kafka, names)
+        await drop_run_topics(settings)
 
 
 def run_replay(base: Settings, opts: ReplayOptions, progress: Progress = _no_progress) -> dict[str, Any]:

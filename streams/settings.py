@@ -134,6 +134,11 @@ class ServingSettings(_Section):
         description="requests one worker answers at once (overlaps store round trips; above 1, Faust may commit "
         "past a request still in flight, so a crash can drop it: keep 1 unless measured)",
     )
+    count_kafka_wait: bool = Field(
+        default=True,
+        description="count the time since a request's sent_at (its wait in Kafka) against its deadline: a request "
+        "taken past its deadline gets a deadline_exceeded error at once; needs client and worker clocks in sync",
+    )
     reply_producer: Literal["dedicated", "shared"] = Field(
         default="dedicated",
         description="replies on a producer of their own (no waiting behind impressions and changelogs for the one "

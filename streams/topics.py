@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from streams.settings import KafkaSettings
+from streams.settings import KafkaSettings, Settings
 
 EVENTS: Final = "events"
 ITEMS: Final = "items"
@@ -15,6 +15,7 @@ DEAD_LETTERS: Final = "dead-letters"
 IMPRESSIONS: Final = "impressions"
 MODEL_UPDATES: Final = "model-updates"
 SHADOW: Final = "shadow"
+USERS_TABLE: Final = "users"  # the user-state table (agents.events); Faust names its changelog after it
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +75,14 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
         TopicSpec(t.model_updates, 1, rf, (week,)),
         TopicSpec(t.shadow, n, rf, (week,)),
     ]
+
+
+def app_topics(app_id: str) -> list[str]:
+    """Topics Faust creates for an app by itself: its table's changelog and its partition assignor's leader
+    topic. A run that drops its topics (tests, benchmarks, the demo, replay) drops these too."""
+    return [f"{app_id}-{USERS_TABLE}-changelog", f"{app_id}-__assignor-__leader"]
+
+
+def run_topics(settings: Settings) -> list[str]:
+    """Every topic a run with ``settings`` creates: its prefixed topics and those Faust creates for its app."""
+    return [s.name for s in topic_specs(settings.kafka)] + app_topics(settings.worker.app_id)

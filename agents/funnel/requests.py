@@ -47,10 +47,36 @@ def _salvage_ids(raw: bytes | None) -> tuple[str | None, str | None, str | None]
     return (cid if ok else None), (uid if isinstance(uid, str) else None), (reply if isinstance(reply, str) else None)
 
 
+def waited_ms(req: RecommendRequest, now: float, serving: ServingSettings) -> float:
+    """How long ``req`` waited between its sender's ``sent_at`` and ``now`` (0 without one, when the setting
+    ``count_kafka_wait`` is off, or when the sender's clock is ahead)."""
+    if req.sent_at is None or not serving.count_kafka_wait:
+        return 0.0
+    return max(0.0, (now - req.sent_at.timestamp()) * 1000.0)
+
+
+def budget_ms(req: RecommendRequest, now: float, serving: ServingSettings) -> float:
+    """What is left at ``now`` of the request's deadline (its own, or the default, at most the maximum).
+
+    >>> sent = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> req = RecommendRequest(correlation_id="c", user_id="u", deadline_ms=100.0, sent_at=sent)
+    >>> round(budget_ms(req, sent.timestamp() + 0.03, ServingSettings()), 3)
+    70.0
+    >>> budget_ms(req, sent.timestamp() + 0.03, ServingSettings(count_kafka_wait=False))
+    100.0
+    """
+    deadline = min(req.deadline_ms or serving.default_deadline_ms, serving.max_deadline_ms)
+    return deadline - waited_ms(req, now, serving)
+
+
 def triage_request(
     raw: bytes | None, *, limits: ValidationSettings, serving: ServingSettings, now: float
 ) -> RecommendRequest | Rejected:
-    """Decode and check a request; raise DecodeError only when no reply is possible (no correlation id)."""
+    """Decode and check a request; raise DecodeError only when no reply is possible (no correlation id).
+
+    A request whose deadline passed while it waited in Kafka (see :func:`budget_ms`) is rejected with
+    ``deadline_exceeded`` without running the funnel: an overloaded worker sheds its backlog at once.
+    """
     try:
         req = decode_request(raw, limits)
     except DecodeError as exc:
@@ -68,6 +94,20 @@ def triage_request(
                 correlation_id=req.correlation_id,
                 user_id=req.user_id,
                 code=ErrorCode.K_OUT_OF_RANGE,
+                message=msg,
+                started=now,
+                now=now,
+            ),
+            req.reply_to,
+        )
+    left = budget_ms(req, now, serving)
+    if left <= 0:
+        msg = f"the request waited {waited_ms(req, now, serving):.0f} ms before a worker took it, past its deadline"
+        return Rejected(
+            error_response(
+                correlation_id=req.correlation_id,
+                user_id=req.user_id,
+                code=ErrorCode.DEADLINE_EXCEEDED,
                 message=msg,
                 started=now,
                 now=now,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from agents.runtime import build_store
-from streams.admin import delete_topics, ensure_topics
+from streams.admin import drop_run_topics, ensure_topics
 from streams.bench.catalog import build_big_catalog
 from streams.bench.harness import (
     WorkerProcess,
@@ -31,7 +31,7 @@ from streams.client import RecClient
 from streams.errors import InfraError, RequestTimeoutError
 from streams.records import RecommendResponse
 from streams.settings import ServingSettings, Settings
-from streams.topics import topic_names, topic_specs
+from streams.topics import topic_names
 
 
 @dataclass(slots=True)
@@ -122,7 +122,7 @@ async def measure_echo(settings: Settings, rps: float, seconds: float, logs: Pat
                 await wait_until_serving(client, proc)
                 res = await open_loop(client, rps, seconds, lambda i: f"u{i % 1000}", 10)
     finally:
-        await delete_topics(echo_settings.kafka, [s.name for s in topic_specs(echo_settings.kafka)])
+        await drop_run_topics(echo_settings)
     return {
         "echo_p50_ms": res["p50_ms"],
         "echo_p99_ms": res["p99_ms"],
@@ -210,7 +210,7 @@ async def warmed_worker(
                 yield client, worker
     finally:
         await store.close()
-        await delete_topics(settings.kafka, [s.name for s in topic_specs(settings.kafka)])
+        await drop_run_topics(settings)
 
 
 def _cpu_per_request(before: float | None, after: float | None, requests: float) -> float | None:

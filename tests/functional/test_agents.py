@@ -76,6 +76,26 @@ async def test_serving_answers_with_popular_unseen_items(runtime: Runtime, monke
     assert resp.correlation_id == "c1" and [it.item_id for it in resp.items] == ["i1", "i2"]
 
 
+async def test_a_request_that_waited_past_its_deadline_is_shed_with_a_typed_error(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime.popular = [("i1", 3.0), ("i2", 2.0)]
+    app = create_app(runtime.settings, runtime)
+    app.finalize()
+    sent = capture_sends(monkeypatch)
+    late = {"correlation_id": "late", "user_id": "bob", "k": 2, "deadline_ms": 250.0}
+    fresh = {**late, "correlation_id": "fresh"}
+    async with app.agents["serve"].test_context() as agent:
+        await agent.put(orjson.dumps({**late, "sent_at": (NOW - timedelta(seconds=2)).isoformat()}), key=b"bob")
+        await agent.put(orjson.dumps({**fresh, "sent_at": (NOW - timedelta(seconds=0.1)).isoformat()}), key=b"bob")
+    replies = [RecommendResponse.model_validate_json(v) for t, v in sent if t == runtime.topics.rec_responses]
+    assert [r.correlation_id for r in replies] == ["late", "fresh"]
+    assert replies[0].error is not None and replies[0].error.code.value == "deadline_exceeded" and not replies[0].items
+    assert replies[1].error is None and [it.item_id for it in replies[1].items] == ["i1", "i2"]
+    logged = [Impression.model_validate_json(v).correlation_id for t, v in sent if t == runtime.topics.impressions]
+    assert logged == ["fresh"]  # the shed request ran no funnel and served nothing
+
+
 def test_experiment_arms_are_assigned_per_user_and_recorded_on_responses(monkeypatch: pytest.MonkeyPatch) -> None:
     arms = [{"name": "control", "share": 0.5}, {"name": "clicks", "share": 0.5, "value_formula": "click"}]
     settings = load_settings(

@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.admin import delete_topics, ensure_topics, partitions_of
+from streams.admin import drop_run_topics, ensure_topics, partitions_of
 from streams.bench.harness import WorkerProcess, isolated, wait_until_serving
 from streams.client import RecClient
 from streams.settings import Settings, load_settings
-from streams.topics import topic_specs
 
 LOGS = Path(".run/test-logs")
 
@@ -55,8 +54,7 @@ def fresh_settings(base: Settings, tag: str, serving: dict[str, object] | None =
 
 
 def drop_topics(settings: Settings) -> None:
-    names = [s.name for s in topic_specs(settings.kafka)] + [f"{settings.worker.app_id}-users-changelog"]
-    asyncio.run(delete_topics(settings.kafka, names))
+    asyncio.run(drop_run_topics(settings))
 
 
 @pytest.fixture(scope="module")

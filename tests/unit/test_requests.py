@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import orjson
 import pytest
 
-from agents.funnel.requests import Rejected, triage_request
+from agents.funnel.requests import Rejected, budget_ms, triage_request
 from streams.errors import DecodeError
 from streams.records import ErrorCode, RecommendRequest
 from streams.settings import ServingSettings, ValidationSettings
@@ -37,3 +39,27 @@ def test_invalid_request_with_correlation_id_gets_invalid_request() -> None:
 def test_no_correlation_id_means_dead_letter(raw: bytes) -> None:
     with pytest.raises(DecodeError, match="no correlation_id"):
         triage_request(raw, **KW)
+
+
+def _sent(at: float, deadline_ms: float) -> bytes:
+    sent = datetime.fromtimestamp(at, UTC).isoformat()
+    return orjson.dumps({"correlation_id": "c3", "user_id": "u1", "deadline_ms": deadline_ms, "sent_at": sent})
+
+
+@pytest.mark.parametrize(("waited_s", "expired"), [(0.0, False), (0.049, False), (0.051, True), (3.0, True)])
+def test_a_request_taken_past_its_deadline_gets_deadline_exceeded(waited_s: float, expired: bool) -> None:
+    out = triage_request(_sent(100.0 - waited_s, 50.0), **KW)
+    if not expired:
+        assert isinstance(out, RecommendRequest)
+        assert budget_ms(out, 100.0, KW["serving"]) == pytest.approx(50.0 - 1000 * waited_s)
+        return
+    assert isinstance(out, Rejected) and out.response.error is not None
+    assert out.response.error.code is ErrorCode.DEADLINE_EXCEEDED and out.response.fallback
+    assert f"waited {1000 * waited_s:.0f} ms" in out.response.error.message
+
+
+def test_the_wait_is_not_counted_when_the_setting_is_off_or_the_sender_clock_is_ahead() -> None:
+    off = {**KW, "serving": ServingSettings(max_k=50, count_kafka_wait=False)}
+    assert isinstance(triage_request(_sent(90.0, 50.0), **off), RecommendRequest)
+    ahead = triage_request(_sent(105.0, 50.0), **KW)  # a sender clock 5 s ahead: no wait, the full budget
+    assert isinstance(ahead, RecommendRequest) and budget_ms(ahead, 100.0, KW["serving"]) == 50.0

@@ -131,11 +131,14 @@ class WorkerProcess:
         """
         if self.proc is None:
             return None
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        return _stat_cpu_seconds(Path(f"/proc/{self.proc.pid}/stat"))
+
+    def main_thread_cpu_seconds(self) -> float | None:
+        """:meth:`cpu_seconds` of the worker's main thread only (its event loop); the rest is other threads'
+        (Faust's consumer thread, the recall check, thread pools)."""
+        if self.proc is None:
             return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _stat_cpu_seconds(Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/stat"))
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -191,3 +194,12 @@ def engaged_users(lines: Sequence[bytes]) -> list[str]:
     ['u2']
     """
     return user_ids([line for line in lines if b'"type":"impression"' not in line])
+
+
+def _stat_cpu_seconds(stat: Path) -> float | None:
+    """User + system CPU seconds of a ``/proc`` process or thread ``stat`` file (None when it is gone)."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -271,9 +271,10 @@ async def run_serve(base: Settings, load: ServeLoad, *, logs: Path, train: str |
             warm_s = time.perf_counter() - started
             user_of = load.users_from(engaged_users(events))
             await open_loop(client, load.rps, min(3.0, load.seconds), user_of, load.k)  # warm-up
-            cpu0 = worker.cpu_seconds()
+            cpu0, main0 = worker.cpu_seconds(), worker.main_thread_cpu_seconds()
             res = await open_loop(client, load.rps, load.seconds, user_of, load.k)
             cpu = _cpu_per_request(cpu0, worker.cpu_seconds(), res["requests"])
+            main = _cpu_per_request(main0, worker.main_thread_cpu_seconds(), res["requests"])
             memory = worker_memory_mb(worker)
     finally:
         if redis is not None:
@@ -298,6 +299,7 @@ async def run_serve(base: Settings, load: ServeLoad, *, logs: Path, train: str |
         "worker_memory": memory,
         # the worker's CPU (every thread) over the measured requests: its cost per request, host speed aside
         "worker_cpu_ms_per_request": cpu,
+        "worker_main_thread_cpu_ms_per_request": main,  # of which the event loop's thread (agents, funnel)
         "warm_up_s": round(warm_s, 1),  # catalog and events through the broker into the worker and the store
         **({"catalog": built} if built is not None else {}),
         "baseline": echo,

@@ -39,3 +39,23 @@ def test_worker_cpu_seconds_grow_while_it_works(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert 0.3 <= used < 2.0
     assert worker.cpu_seconds() is None  # exited
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_the_main_thread_share_leaves_out_what_other_threads_burn(tmp_path: Path) -> None:
+    burn = (
+        "import threading, time\n"
+        "def spin():\n    t = time.thread_time()\n    while time.thread_time() - t < 0.4: pass\n"
+        "th = threading.Thread(target=spin); th.start(); th.join(); time.sleep(5)"
+    )
+    worker = WorkerProcess(load_settings(), tmp_path / "w.log", module="this", args=())
+    worker._cmd = [sys.executable, "-c", burn]
+    with worker:
+        import time
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (worker.cpu_seconds() or 0.0) < 0.4:
+            time.sleep(0.05)
+        total, main = worker.cpu_seconds() or 0.0, worker.main_thread_cpu_seconds()
+        assert total >= 0.4 and main is not None and main < 0.2
+    assert worker.main_thread_cpu_seconds() is None  # exited

@@ -88,30 +88,15 @@ def triage_request(
         )
         return Rejected(resp, reply_to)
     if not 1 <= req.k <= serving.max_k:
-        msg = f"k={req.k} is out of range [1, {serving.max_k}]"
-        return Rejected(
-            error_response(
-                correlation_id=req.correlation_id,
-                user_id=req.user_id,
-                code=ErrorCode.K_OUT_OF_RANGE,
-                message=msg,
-                started=now,
-                now=now,
-            ),
-            req.reply_to,
-        )
-    left = budget_ms(req, now, serving)
-    if left <= 0:
-        msg = f"the request waited {waited_ms(req, now, serving):.0f} ms before a worker took it, past its deadline"
-        return Rejected(
-            error_response(
-                correlation_id=req.correlation_id,
-                user_id=req.user_id,
-                code=ErrorCode.DEADLINE_EXCEEDED,
-                message=msg,
-                started=now,
-                now=now,
-            ),
-            req.reply_to,
-        )
+        return _reject(req, ErrorCode.K_OUT_OF_RANGE, f"k={req.k} is out of range [1, {serving.max_k}]", now)
+    if budget_ms(req, now, serving) <= 0:
+        waited = waited_ms(req, now, serving)
+        return _reject(req, ErrorCode.DEADLINE_EXCEEDED, f"the request waited {waited:.0f} ms, past its deadline", now)
     return req
+
+
+def _reject(req: RecommendRequest, code: ErrorCode, message: str, now: float) -> Rejected:
+    resp = error_response(
+        correlation_id=req.correlation_id, user_id=req.user_id, code=code, message=message, started=now, now=now
+    )
+    return Rejected(resp, req.reply_to)

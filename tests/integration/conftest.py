@@ -64,14 +64,15 @@ def running_worker(base_settings: Settings, request: pytest.FixtureRequest) -> I
     settings = fresh_settings(base_settings, request.module.__name__.rsplit(".", 1)[-1].replace("_", "-"), serving)
     worker = WorkerProcess(settings, LOGS / f"{settings.worker.app_id}.log").start()
     try:
-        asyncio.run(_wait_serving(settings, worker))
+        asyncio.run(wait_serving(settings, worker))
         yield settings, worker
     finally:
         worker.stop()
         drop_topics(settings)
 
 
-async def _wait_serving(settings: Settings, worker: WorkerProcess) -> None:
+async def wait_serving(settings: Settings, worker: WorkerProcess) -> None:
+    """Until ``worker`` answers a request (a client of its own, closed afterwards)."""
     async with RecClient(settings) as client:
         await wait_until_serving(client, worker)
 

@@ -10,7 +10,7 @@ from streams.admin import drop_run_topics
 from streams.bench.harness import WorkerProcess
 from streams.settings import Settings
 from streams.topics import app_topics
-from tests.integration.conftest import LOGS, _wait_serving, fresh_settings
+from tests.integration.conftest import LOGS, fresh_settings, wait_serving
 
 
 async def _topics_of(settings: Settings) -> set[str]:
@@ -27,7 +27,7 @@ def test_dropping_a_run_leaves_none_of_its_topics(base_settings: Settings) -> No
     settings = fresh_settings(base_settings, "run-topics")
     worker = WorkerProcess(settings, LOGS / f"{settings.worker.app_id}.log").start()
     try:
-        asyncio.run(_wait_serving(settings, worker))
+        asyncio.run(wait_serving(settings, worker))
     finally:
         worker.stop()
     try:

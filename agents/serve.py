@@ -12,7 +12,7 @@ import faust
 from agents.dead_letters import DeadLetterSink
 from agents.funnel.outcome import FunnelResult
 from agents.funnel.pipeline import Funnel
-from agents.funnel.requests import Rejected, budget_ms, error_response, triage_request
+from agents.funnel.requests import Rejected, budget_ms, error_response, triage_request, waited_ms
 from agents.replies import ReplyProducer
 from agents.runtime import Runtime
 from agents.shadow import ShadowJob, ShadowScorer, sampled
@@ -151,6 +151,7 @@ def register(app: faust.App, rt: Runtime) -> None:
             except DecodeError as exc:
                 await dead.send(exc, msg)
                 continue
+            _observe_wait(rt, triaged, received)
             answered = None
             if isinstance(triaged, Rejected):
                 response, reply_to = triaged.response, triaged.reply_to
@@ -163,6 +164,17 @@ def register(app: faust.App, rt: Runtime) -> None:
             await replies.send(reply_to or rt.topics.rec_responses, response.correlation_id.encode(), encode(response))
             if isinstance(answered, Answered):  # bookkeeping after the reply is handed to the producer
                 await _record_safely(rt, answered, impressions, scorer)
+
+
+def _observe_wait(rt: Runtime, triaged: RecommendRequest | Rejected, received: float) -> None:
+    """The request's wait in Kafka, into the metrics (requests shed for their deadline included)."""
+    serving = rt.settings.serving
+    if isinstance(triaged, Rejected):
+        waited = triaged.waited_ms
+    else:
+        waited = waited_ms(triaged, received, serving) if triaged.sent_at and serving.count_kafka_wait else None
+    if waited is not None:
+        rt.metrics.request_wait(waited / 1000.0)
 
 
 async def _record_safely(rt: Runtime, answered: Answered, impressions: Any, scorer: ShadowScorer | None) -> None:

@@ -43,6 +43,7 @@ class WorkerMetrics(Protocol):
 
     def observe_stages(self, stage_ms: Mapping[str, float]) -> None: ...
     def request(self) -> None: ...
+    def request_wait(self, seconds: float) -> None: ...
     def response(
         self, latency_s: float, *, error_code: str | None = None, fallback_reasons: Iterable[str] = ()
     ) -> None: ...
@@ -123,6 +124,7 @@ class Metrics:
         )
         self._stages = _Children(stages, agent)
         self._latency = hist("request_latency_seconds", "Request latency, receipt to reply", LATENCY_BUCKETS)
+        self._wait = hist("request_wait_seconds", "Request sent_at to a worker taking it (Kafka)", LATENCY_BUCKETS)
         self._requests = Counter(
             "requests", "Recommendation requests received", ["agent"], namespace=NAMESPACE, registry=registry
         ).labels(agent)
@@ -181,6 +183,10 @@ class Metrics:
 
     def request(self) -> None:
         self._requests.inc()
+
+    def request_wait(self, seconds: float) -> None:
+        """How long a request waited between its ``sent_at`` and this worker taking it (shed ones included)."""
+        self._wait.observe(seconds)
 
     def response(
         self, latency_s: float, *, error_code: str | None = None, fallback_reasons: Iterable[str] = ()
@@ -273,6 +279,9 @@ class NullMetrics:
         pass
 
     def request(self) -> None:
+        pass
+
+    def request_wait(self, seconds: float) -> None:
         pass
 
     def response(

@@ -15,10 +15,12 @@ from streams.settings import ServingSettings, ValidationSettings
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """A request that gets a typed error reply (it had a usable correlation id)."""
+    """A request that gets a typed error reply (it had a usable correlation id); ``waited_ms`` is its wait in
+    Kafka when it was decoded and that wait is counted (see :func:`waited_ms`), else None."""
 
     response: RecommendResponse
     reply_to: str | None
+    waited_ms: float | None = None
 
 
 def error_response(
@@ -91,12 +93,13 @@ def triage_request(
         return _reject(req, ErrorCode.K_OUT_OF_RANGE, f"k={req.k} is out of range [1, {serving.max_k}]", now)
     if budget_ms(req, now, serving) <= 0:
         waited = waited_ms(req, now, serving)
-        return _reject(req, ErrorCode.DEADLINE_EXCEEDED, f"the request waited {waited:.0f} ms, past its deadline", now)
+        msg = f"the request waited {waited:.0f} ms, past its deadline"
+        return _reject(req, ErrorCode.DEADLINE_EXCEEDED, msg, now, waited)
     return req
 
 
-def _reject(req: RecommendRequest, code: ErrorCode, message: str, now: float) -> Rejected:
+def _reject(req: RecommendRequest, code: ErrorCode, message: str, now: float, waited: float | None = None) -> Rejected:
     resp = error_response(
         correlation_id=req.correlation_id, user_id=req.user_id, code=code, message=message, started=now, now=now
     )
-    return Rejected(resp, req.reply_to)
+    return Rejected(resp, req.reply_to, waited)

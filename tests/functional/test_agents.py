@@ -94,6 +94,11 @@ async def test_a_request_that_waited_past_its_deadline_is_shed_with_a_typed_erro
     assert replies[1].error is None and [it.item_id for it in replies[1].items] == ["i1", "i2"]
     logged = [Impression.model_validate_json(v).correlation_id for t, v in sent if t == runtime.topics.impressions]
     assert logged == ["fresh"]  # the shed request ran no funnel and served nothing
+    labels = {"agent": runtime.settings.worker.app_id}
+    sample = runtime.registry.get_sample_value
+    assert sample("streamrec_request_wait_seconds_count", labels) == 2.0  # the wait of both, the shed one included
+    assert sample("streamrec_request_wait_seconds_sum", labels) == pytest.approx(2.1)
+    assert sample("streamrec_errors_total", {**labels, "code": "deadline_exceeded"}) == 1.0
 
 
 def test_experiment_arms_are_assigned_per_user_and_recorded_on_responses(monkeypatch: pytest.MonkeyPatch) -> None:

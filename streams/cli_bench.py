@@ -104,6 +104,10 @@ def serve(
     history_only: Annotated[bool, typer.Option(help="ask only users who clicked, carted or bought (ANN path)")] = False,
     train: Annotated[str, typer.Option(help="train a model of this config first (tiny|default), or 'none'")] = "tiny",
     inject_faults: Annotated[bool, typer.Option(help="kill Redis, then retire the model, partway through")] = False,
+    profile: Annotated[
+        Optional[Path], typer.Option(help="py-spy raw stacks of the worker over the measured requests, into this file")
+    ] = None,
+    py_spy: Annotated[str, typer.Option(help="the py-spy executable (for --profile)")] = "py-spy",
     json_out: JsonOut = None,
 ) -> None:
     """Request -> response latency through the real broker, with the bare echo floor from the same run."""
@@ -126,7 +130,8 @@ def serve(
 
         result = asyncio.run(run_with_faults(load_settings(), load, logs=LOGS, train=train))
     else:
-        result = asyncio.run(run_serve(load_settings(), load, logs=LOGS, train=None if train == "none" else train))
+        trained = None if train == "none" else train
+        result = asyncio.run(run_serve(load_settings(), load, logs=LOGS, train=trained, profile=profile, py_spy=py_spy))
     _report("serve", result, json_out)
 
 

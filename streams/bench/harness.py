@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import shutil
 import socket
@@ -10,7 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -203,3 +205,27 @@ def _stat_cpu_seconds(stat: Path) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def profiled(pid: int | None, out: Path | None, seconds: float, py_spy: str = "py-spy") -> Iterator[None]:
+    """py-spy records process ``pid`` (every thread, idle time included, 100 Hz, raw collapsed stacks into
+    ``out``) for ``seconds`` while the block runs; nothing when ``out`` is None. Raises InfraError without
+    py-spy. Profiling costs the process CPU: a profiled run's latencies are not comparable."""
+    if out is None or pid is None:
+        yield
+        return
+    exe = shutil.which(py_spy)
+    if exe is None:
+        raise InfraError(f"profiling needs py-spy ({py_spy!r} is not an executable; pip install py-spy)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    args = ["record", "-p", str(pid), "-d", str(math.ceil(seconds)), "-r", "100", "-f", "raw", "-o", str(out)]
+    proc = subprocess.Popen(  # noqa: S603 - fixed arguments
+        [exe, *args, "--threads", "--idle", "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        yield
+    finally:
+        _, err = proc.communicate(timeout=seconds + 60)
+        if proc.returncode != 0:
+            raise InfraError(f"py-spy failed ({proc.returncode}): {err.decode(errors='replace')[-500:]}")

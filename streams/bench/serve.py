@@ -21,6 +21,7 @@ from streams.bench.harness import (
     free_port,
     isolated,
     private_redis,
+    profiled,
     simulated_lines,
     summarize_ms,
     wait_listening,
@@ -236,8 +237,18 @@ def worker_memory_mb(worker: WorkerProcess) -> dict[str, float]:
     return out
 
 
-async def run_serve(base: Settings, load: ServeLoad, *, logs: Path, train: str | None = "tiny") -> dict[str, Any]:
+async def run_serve(
+    base: Settings,
+    load: ServeLoad,
+    *,
+    logs: Path,
+    train: str | None = "tiny",
+    profile: Path | None = None,
+    py_spy: str = "py-spy",
+) -> dict[str, Any]:
     """Warm a worker with simulated traffic, load it open-loop, then measure the echo floor at the same rate.
+
+    With ``profile``, py-spy records the worker over the measured requests only (not the warm-up) into it.
 
     A catalog larger than the simulated world streams through the items topic like any catalog, into a
     private Redis (a million item keys would crowd the shared one); it needs a model: the champion is
@@ -272,7 +283,8 @@ async def run_serve(base: Settings, load: ServeLoad, *, logs: Path, train: str |
             user_of = load.users_from(engaged_users(events))
             await open_loop(client, load.rps, min(3.0, load.seconds), user_of, load.k)  # warm-up
             cpu0, main0 = worker.cpu_seconds(), worker.main_thread_cpu_seconds()
-            res = await open_loop(client, load.rps, load.seconds, user_of, load.k)
+            with profiled(worker.proc.pid if worker.proc else None, profile, load.seconds, py_spy):
+                res = await open_loop(client, load.rps, load.seconds, user_of, load.k)
             cpu = _cpu_per_request(cpu0, worker.cpu_seconds(), res["requests"])
             main = _cpu_per_request(main0, worker.main_thread_cpu_seconds(), res["requests"])
             memory = worker_memory_mb(worker)

@@ -59,3 +59,23 @@ def test_the_main_thread_share_leaves_out_what_other_threads_burn(tmp_path: Path
         total, main = worker.cpu_seconds() or 0.0, worker.main_thread_cpu_seconds()
         assert total >= 0.4 and main is not None and main < 0.2
     assert worker.main_thread_cpu_seconds() is None  # exited
+
+
+def test_profiled_runs_py_spy_over_the_block_and_reports_its_failure(tmp_path: Path) -> None:
+    from streams.bench.harness import profiled
+    from streams.errors import InfraError
+
+    fake = tmp_path / "py-spy"  # records its arguments where py-spy would write its stacks
+    fake.write_text('#!/bin/sh\nwhile [ "$1" != "-o" ]; do shift; done\necho recorded > "$2"\n')
+    fake.chmod(0o755)
+    out = tmp_path / "prof" / "stacks.txt"
+    with profiled(123, out, 2.0, py_spy=str(fake)):
+        pass
+    assert out.read_text() == "recorded\n"
+    with profiled(123, None, 2.0, py_spy=str(fake)):  # no file asked: nothing runs
+        pass
+    with pytest.raises(InfraError, match="needs py-spy"), profiled(123, out, 2.0, py_spy=str(tmp_path / "none")):
+        pass
+    fake.write_text("#!/bin/sh\necho 'Permission denied' >&2\nexit 1\n")
+    with pytest.raises(InfraError, match="Permission denied"), profiled(123, out, 2.0, py_spy=str(fake)):
+        pass

@@ -169,10 +169,7 @@ def register(app: faust.App, rt: Runtime) -> None:
 def _observe_wait(rt: Runtime, triaged: RecommendRequest | Rejected, received: float) -> None:
     """The request's wait in Kafka, into the metrics (requests shed for their deadline included)."""
     serving = rt.settings.serving
-    if isinstance(triaged, Rejected):
-        waited = triaged.waited_ms
-    else:
-        waited = waited_ms(triaged, received, serving) if triaged.sent_at and serving.count_kafka_wait else None
+    waited = triaged.waited_ms if isinstance(triaged, Rejected) else waited_ms(triaged, received, serving)
     if waited is not None:
         rt.metrics.request_wait(waited / 1000.0)
 

@@ -49,11 +49,11 @@ def _salvage_ids(raw: bytes | None) -> tuple[str | None, str | None, str | None]
     return (cid if ok else None), (uid if isinstance(uid, str) else None), (reply if isinstance(reply, str) else None)
 
 
-def waited_ms(req: RecommendRequest, now: float, serving: ServingSettings) -> float:
-    """How long ``req`` waited between its sender's ``sent_at`` and ``now`` (0 without one, when the setting
-    ``count_kafka_wait`` is off, or when the sender's clock is ahead)."""
+def waited_ms(req: RecommendRequest, now: float, serving: ServingSettings) -> float | None:
+    """How long ``req`` waited between its sender's ``sent_at`` and ``now`` (0 when the sender's clock is
+    ahead); None when it is not counted: no ``sent_at``, or the setting ``count_kafka_wait`` off."""
     if req.sent_at is None or not serving.count_kafka_wait:
-        return 0.0
+        return None
     return max(0.0, (now - req.sent_at.timestamp()) * 1000.0)
 
 
@@ -68,7 +68,7 @@ def budget_ms(req: RecommendRequest, now: float, serving: ServingSettings) -> fl
     100.0
     """
     deadline = min(req.deadline_ms or serving.default_deadline_ms, serving.max_deadline_ms)
-    return deadline - waited_ms(req, now, serving)
+    return deadline - (waited_ms(req, now, serving) or 0.0)
 
 
 def triage_request(
@@ -92,7 +92,7 @@ def triage_request(
     if not 1 <= req.k <= serving.max_k:
         return _reject(req, ErrorCode.K_OUT_OF_RANGE, f"k={req.k} is out of range [1, {serving.max_k}]", now)
     if budget_ms(req, now, serving) <= 0:
-        waited = waited_ms(req, now, serving)
+        waited = waited_ms(req, now, serving) or 0.0  # a budget runs out only by waiting
         msg = f"the request waited {waited:.0f} ms, past its deadline"
         return _reject(req, ErrorCode.DEADLINE_EXCEEDED, msg, now, waited)
     return req

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 
 import faust
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.replies import ReplyProducer
@@ -44,12 +46,18 @@ async def _replies_arrive(settings: Settings) -> list[tuple[bytes | None, bytes 
         await replies.stop()
 
 
-def test_replies_go_out_on_their_own_producer_with_their_keys(base_settings: Settings) -> None:
-    settings = fresh_settings(base_settings, "reply-producer")
+@pytest.fixture
+def settings(base_settings: Settings) -> Iterator[Settings]:
+    """Fresh topics for one test, dropped afterwards."""
+    fresh = fresh_settings(base_settings, "reply-producer")
     try:
-        got = asyncio.run(_replies_arrive(settings))
+        yield fresh
     finally:
-        drop_topics(settings)
+        drop_topics(fresh)
+
+
+def test_replies_go_out_on_their_own_producer_with_their_keys(settings: Settings) -> None:
+    got = asyncio.run(_replies_arrive(settings))
     assert sorted(got) == sorted((f"c{i}".encode(), f"reply-{i}".encode()) for i in range(20))
 
 
@@ -72,11 +80,7 @@ async def _left_in_accumulator(settings: Settings) -> list[int]:
         await replies.stop()
 
 
-def test_a_reply_is_on_the_wire_when_send_returns(base_settings: Settings) -> None:
+def test_a_reply_is_on_the_wire_when_send_returns(settings: Settings) -> None:
     """The caller's bookkeeping after ``send`` must not hold the reply back: the sender has drained it."""
-    settings = fresh_settings(base_settings, "reply-written")
-    try:
-        waiting = asyncio.run(_left_in_accumulator(settings))
-    finally:
-        drop_topics(settings)
+    waiting = asyncio.run(_left_in_accumulator(settings))
     assert waiting == [0] * 10

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
 
 from models.errors import AnnError
 from state.ann import AnnIndex, VecArray
+from state.space_ids import IdList
 
 
 class LiveIndex:
@@ -32,24 +32,23 @@ class LiveIndex:
         if len(index) != len(item_ids):
             raise AnnError(f"live index: {len(index)} vectors but {len(item_ids)} item ids")
         self.index = index
-        self.item_ids: list[str] = list(item_ids)
-        self._row = {item: i for i, item in enumerate(self.item_ids)}
+        self.item_ids = IdList(item_ids)  # knows each id's position: no second dictionary of a million ids
         self.cursor = float("-inf")
         self.looked_back = float("-inf")
 
     def __contains__(self, item_id: object) -> bool:
-        return item_id in self._row
+        return item_id in self.item_ids
 
     def missing(self, item_ids: Iterable[str]) -> set[str]:
         """The ids of ``item_ids`` not indexed (one set difference, no per-id call)."""
-        return set(item_ids).difference(self._row)
+        return self.item_ids.missing(item_ids)
 
     def __len__(self) -> int:
         return len(self.item_ids)
 
     def positions(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
         """Position of each id in :attr:`item_ids` (its index id), -1 where it is not indexed."""
-        return np.fromiter(map(self._row.get, item_ids, repeat(-1)), np.int64, len(item_ids))
+        return self.item_ids.positions(item_ids)
 
     def add(self, item_ids: Sequence[str], vectors: VecArray) -> int:
         """Index the ids not indexed yet (first occurrence wins) under fresh ids; return how many were added."""
@@ -59,7 +58,7 @@ class LiveIndex:
         new: list[str] = []
         taken: set[str] = set()
         for j, item in enumerate(item_ids):
-            if item not in self._row and item not in taken:
+            if item not in self.item_ids and item not in taken:
                 taken.add(item)
                 rows.append(j)
                 new.append(item)
@@ -69,5 +68,4 @@ class LiveIndex:
         ids = np.arange(start, start + len(new), dtype=np.int64)
         self.index.add(ids, np.asarray(vectors, dtype=np.float32)[rows])  # validates before anything changes
         self.item_ids.extend(new)
-        self._row.update({item: start + k for k, item in enumerate(new)})
         return len(new)

@@ -6,15 +6,17 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
-from typing import NamedTuple, Protocol, overload
+from typing import Any, NamedTuple, Protocol, overload
 
 import numpy as np
 import numpy.typing as npt
 
+from state.space_ids import SpaceIds
 from state.user_state import UserState
 
-Scored = list[tuple[str, float]]
+Scored = Sequence[tuple[str, float]]
 I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
 
 #: Reciprocal-rank-fusion offset: damps the weight of the very first ranks (the usual value from the RRF paper).
 RRF_K = 60
@@ -58,21 +60,66 @@ class RetrievalContext:
         return self.state is None or not self.state.last_n
 
 
-class Ranked(list[tuple[str, float]]):
+class Ranked(Sequence[tuple[str, float]]):
     """A source's ``(item_id, score)`` list that also knows where each item sits in ``space``, the id list of the
     index it searched (``space[positions[j]] == self[j][0]``, or -1 for an item not in it): later stages find
-    the item's rows by position.
+    the item's rows by position. Slices keep the positions. A :meth:`lazy` list builds its pairs only when
+    they are read: a merge by position never reads them.
 
     >>> hits = Ranked([("b", 0.9), ("a", 0.5)], np.array([1, 0]), ["a", "b"])
-    >>> hits == [("b", 0.9), ("a", 0.5)], hits.positions.tolist()
-    (True, [1, 0])
+    >>> hits == [("b", 0.9), ("a", 0.5)], hits.positions.tolist(), hits[:1].positions.tolist()
+    (True, [1, 0], [1])
+    >>> Ranked.lazy(np.array([1]), np.array([0.5]), ["a", "b"]) == [("b", 0.5)]
+    True
     """
 
-    __slots__ = ("positions", "space")
+    __slots__ = ("_pairs", "_scores", "positions", "space")
 
     def __init__(self, pairs: Iterable[tuple[str, float]], positions: I64, space: Sequence[str]) -> None:
-        super().__init__(pairs)
+        self._pairs: list[tuple[str, float]] | None = list(pairs)
+        self._scores: npt.NDArray[np.floating[Any]] | None = None
         self.positions, self.space = positions, space
+
+    @classmethod
+    def lazy(cls, positions: I64, scores: npt.NDArray[np.floating[Any]], space: Sequence[str]) -> Ranked:
+        """Hits at valid ``positions`` of ``space`` with their ``scores``, the pairs built when first read."""
+        out = cls((), positions, space)
+        out._pairs, out._scores = None, scores
+        return out
+
+    def pairs(self) -> list[tuple[str, float]]:
+        """The ``(item_id, score)`` pairs (built once for a lazy list)."""
+        if self._pairs is None:
+            scores = self._scores.tolist() if self._scores is not None else []
+            self._pairs = list(zip(map(self.space.__getitem__, self.positions.tolist()), scores, strict=True))
+        return self._pairs
+
+    def __len__(self) -> int:
+        return len(self.positions) if self._pairs is None else len(self._pairs)
+
+    @overload
+    def __getitem__(self, j: int) -> tuple[str, float]: ...
+
+    @overload
+    def __getitem__(self, j: slice) -> Ranked: ...
+
+    def __getitem__(self, j: int | slice) -> tuple[str, float] | Ranked:
+        if not isinstance(j, slice):
+            return self.pairs()[j]
+        if self._pairs is None and self._scores is not None:
+            return Ranked.lazy(self.positions[j], self._scores[j], self.space)
+        return Ranked(self.pairs()[j], self.positions[j], self.space)
+
+    def __iter__(self) -> Iterator[tuple[str, float]]:
+        return iter(self.pairs())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(other) == len(self) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # compares by content, like a list
+
+    def __repr__(self) -> str:
+        return repr(self.pairs())
 
 
 class IdSpace(Protocol):
@@ -141,7 +188,7 @@ class CandidateList(Sequence[Candidate]):
     __slots__ = ("at", "hit_ranks", "hit_sources", "ids", "many", "scores")
 
     def __init__(
-        self, ids: list[str], scores: list[float], hits: tuple[list[str], list[int]], at: I64, many: I64
+        self, ids: Sequence[str], scores: list[float], hits: tuple[list[str], list[int]], at: I64, many: I64
     ) -> None:
         self.ids, self.scores, self.at, self.many = ids, scores, at, many
         self.hit_sources, self.hit_ranks = hits
@@ -188,7 +235,8 @@ class CandidateList(Sequence[Candidate]):
         pick = idx.tolist()
         hits = (self.hit_sources, self.hit_ranks)
         scores = list(map(self.scores.__getitem__, pick))
-        return CandidateList(list(map(self.ids.__getitem__, pick)), scores, hits, self.at[idx], self.many[idx])
+        ids = self.ids.take(idx) if isinstance(self.ids, SpaceIds) else list(map(self.ids.__getitem__, pick))
+        return CandidateList(ids, scores, hits, self.at[idx], self.many[idx])
 
 
 _make = partial(tuple.__new__, Candidate)
@@ -203,7 +251,7 @@ class Merged:
     space: Sequence[str] | None
 
     @property
-    def ids(self) -> list[str]:
+    def ids(self) -> Sequence[str]:
         return self.candidates.ids
 
 
@@ -227,47 +275,100 @@ def merge_sources(
 def merge_ranked(lists: Mapping[str, Sequence[tuple[str, float]]], quotas: Mapping[str, int], limit: int) -> Merged:
     """:func:`merge_sources`, keeping the positions :class:`Ranked` lists carry (those of the first one's space).
 
-    Vectorised: ids become integer codes through C-level ``map`` calls, ranks are fused with numpy, and the
-    kept candidates stay columns (:class:`CandidateList`).
+    Vectorised: ranks are fused with numpy and the kept candidates stay columns (:class:`CandidateList`).
+    When every list is a :class:`Ranked` list of one space with every item in it, items are told apart by
+    position and the candidates' ids stay positions (:class:`SpaceIds`): no id string is read. Otherwise ids
+    become integer codes through C-level ``map`` calls.
 
     >>> hits = Ranked([("a", .9), ("b", .8)], np.array([4, 7]), ["?"] * 8)
     >>> out = merge_ranked({"ann": hits, "popular": [("c", 50.), ("a", 40.)]}, {}, 10)
     >>> [c.item_id for c in out.candidates], out.positions.tolist()
     (['a', 'c', 'b'], [4, -1, 7])
+    >>> space = ["a", "b", "c"]
+    >>> both = {"ann": Ranked.lazy(np.array([0, 1]), np.ones(2), space), "popular": located_in([2, 0], space)}
+    >>> out = merge_ranked(both, {}, 10)
+    >>> [(c.item_id, c.sources) for c in out.candidates], out.positions.tolist()
+    ([('a', ('ann', 'popular')), ('c', ('popular',)), ('b', ('ann',))], [0, 2, 1])
     """
     names = list(lists)
     tops = [lists[n][: quotas.get(n, len(lists[n]))] for n in names]
-    hit_ids = [item_id for top in tops for item_id in map(_first, top)]
     space = next((r.space for r in lists.values() if isinstance(r, Ranked)), None)
-    if not hit_ids:
-        return Merged(CandidateList.of([]), np.zeros(0, np.int64), space)
-    items = list(dict.fromkeys(hit_ids))
-    codes = dict(zip(items, range(len(items)), strict=True))
-    code = np.fromiter(map(codes.__getitem__, hit_ids), np.int64, len(hit_ids))
     lens = np.array([len(t) for t in tops], dtype=np.int64)
-    prio = np.repeat(np.arange(len(names), dtype=np.int64), lens)
-    rank = np.arange(len(hit_ids), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-    _, first = np.unique(code * len(names) + prio, return_index=True)  # one hit per (item, source): its first
-    order = first[np.lexsort((prio[first], rank[first], code[first]))]  # per item, its hits best first
-    code, prio, rank = code[order], prio[order], rank[order]
-    fused = np.bincount(code, weights=1.0 / (RRF_K + 1 + rank), minlength=len(items))
-    start = np.searchsorted(code, np.arange(len(items)))
-    n_hits = np.bincount(code, minlength=len(items))
-    kept = np.lexsort((prio[start], rank[start], -fused))[:limit]
-    hits = ([names[p] for p in prio.tolist()], rank.tolist())  # every hit, each candidate's consecutive from ``at``
-    ids = list(map(items.__getitem__, kept.tolist()))
-    cands = CandidateList(ids, fused[kept].tolist(), hits, start[kept], n_hits[kept])
+    if not lens.sum():
+        return Merged(CandidateList.of([]), np.zeros(0, np.int64), space)
+    pos = _all_positions(tops, space)
+    if pos is not None and space is not None:
+        items, code = np.unique(pos, return_inverse=True)
+        fused = _Fused.of(code, lens, len(items), limit)
+        kept_pos = items[fused.kept]
+        return Merged(fused.candidates(names, SpaceIds(space, kept_pos)), kept_pos, space)
+    hit_ids = [item_id for top in tops for item_id in map(_first, top)]
+    uniq = list(dict.fromkeys(hit_ids))
+    codes = dict(zip(uniq, range(len(uniq)), strict=True))
+    fused = _Fused.of(np.fromiter(map(codes.__getitem__, hit_ids), np.int64, len(hit_ids)), lens, len(uniq), limit)
+    cands = fused.candidates(names, list(map(uniq.__getitem__, fused.kept.tolist())))
     if space is None:
         return Merged(cands, np.full(len(cands), -1, np.int64), None)
-    hit_pos = np.concatenate([_positions(lists[n], len(t), space) for n, t in zip(names, tops, strict=True)])[order]
-    return Merged(cands, np.maximum.reduceat(hit_pos, start)[kept], space)
+    hit_pos = np.concatenate([_positions(t, space) for t in tops])[fused.order]
+    return Merged(cands, np.maximum.reduceat(hit_pos, fused.start)[fused.kept], space)
 
 
-def _positions(ranked: Sequence[tuple[str, float]], n: int, space: Sequence[str]) -> I64:
-    """The first ``n`` positions a :class:`Ranked` list of ``space`` carries; -1 for any other list."""
+@dataclass(frozen=True, slots=True)
+class _Fused:
+    """Reciprocal-rank fusion of hits given as item codes, list by list: each item's hits best first."""
+
+    order: I64  # hit order: by item, then best rank, then source priority (one hit per item and source)
+    prio: I64
+    rank: I64
+    fused: F64
+    start: I64  # each item's first hit in ``order``
+    n_hits: I64
+    kept: I64  # the kept items' codes, best fused score first
+
+    @classmethod
+    def of(cls, code: I64, lens: I64, n_items: int, limit: int) -> _Fused:
+        n_lists = len(lens)
+        prio = np.repeat(np.arange(n_lists, dtype=np.int64), lens)
+        rank = np.arange(len(code), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+        _, first = np.unique(code * n_lists + prio, return_index=True)  # one hit per (item, source): its first
+        order = first[np.lexsort((prio[first], rank[first], code[first]))]  # per item, its hits best first
+        code, prio, rank = code[order], prio[order], rank[order]
+        fused = np.bincount(code, weights=1.0 / (RRF_K + 1 + rank), minlength=n_items).astype(np.float64)
+        start = np.searchsorted(code, np.arange(n_items))
+        kept = np.lexsort((prio[start], rank[start], -fused))[:limit]
+        return cls(order, prio, rank, fused, start, np.bincount(code, minlength=n_items), kept)
+
+    def candidates(self, names: Sequence[str], ids: Sequence[str]) -> CandidateList:
+        """The kept items as columns, ``ids`` their ids; every hit's source name and rank, from ``at``."""
+        hits = (list(map(names.__getitem__, self.prio.tolist())), self.rank.tolist())
+        kept = self.kept
+        return CandidateList(ids, self.fused[kept].tolist(), hits, self.start[kept], self.n_hits[kept])
+
+
+def located_in(positions: Sequence[int], space: Sequence[str]) -> Ranked:
+    """A :class:`Ranked` list of the items at ``positions`` of ``space``, scored ``1/(rank + 1)`` (for tests
+    and examples).
+
+    >>> located_in([1, 0], ["a", "b"])
+    [('b', 1.0), ('a', 0.5)]
+    """
+    pos = np.asarray(positions, np.int64)
+    return Ranked.lazy(pos, 1.0 / np.arange(1, len(pos) + 1, dtype=np.float64), space)
+
+
+def _all_positions(tops: Sequence[Sequence[tuple[str, float]]], space: Sequence[str] | None) -> I64 | None:
+    """Every hit's position when each list is a :class:`Ranked` list of ``space`` holding only items of it."""
+    if space is None or not all(isinstance(t, Ranked) and t.space is space for t in tops if len(t)):
+        return None
+    pos = np.concatenate([np.asarray(t.positions, np.int64) for t in tops if isinstance(t, Ranked)])
+    return pos if pos.size and int(pos.min()) >= 0 else None
+
+
+def _positions(ranked: Sequence[tuple[str, float]], space: Sequence[str]) -> I64:
+    """The positions a :class:`Ranked` list of ``space`` carries; -1 for any other list."""
     if isinstance(ranked, Ranked) and ranked.space is space:
-        return np.asarray(ranked.positions[:n], np.int64)
-    return np.full(n, -1, np.int64)
+        return np.asarray(ranked.positions, np.int64)
+    return np.full(len(ranked), -1, np.int64)
 
 
 _first = itemgetter(0)

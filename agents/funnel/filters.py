@@ -12,6 +12,7 @@ import numpy.typing as npt
 from agents.funnel.candidates import Candidate, CandidateList
 from state.item_columns import ItemColumns
 from state.items import ItemRecord
+from state.space_ids import SpaceIds
 from state.user_state import UserState
 from streams.records import ContextValue
 
@@ -110,6 +111,27 @@ def banned_ids(state: UserState | None, cons: Constraints, cfg: FilterConfig) ->
     return banned
 
 
+def _banned_reasons(ids: Sequence[str], banned: dict[str, str]) -> I64:
+    """The filter code banning each of ``ids`` (-1: none); candidates held as positions are matched by them."""
+    reason = np.full(len(ids), -1, dtype=np.int64)
+    if not banned:
+        return reason
+    where = ids.index_in(list(banned)) if isinstance(ids, SpaceIds) else None
+    if where is not None:
+        codes = np.fromiter(map(_CODE.__getitem__, banned.values()), np.int64, len(banned))
+        hit = where >= 0
+        reason[hit] = codes[where[hit]]
+        return reason
+    at = dict(zip(ids, range(len(ids)), strict=True))
+    if len(at) == len(ids):  # unique ids (merged candidates): find the few banned ones among them
+        for item, why in banned.items():
+            if (j := at.get(item)) is not None:
+                reason[j] = _CODE[why]
+    else:
+        reason[:] = [_CODE[r] if (r := banned.get(i)) is not None else -1 for i in ids]
+    return reason
+
+
 def apply_filters(
     cands: Sequence[Candidate],
     records: Sequence[ItemRecord | None] | ItemColumns,
@@ -130,15 +152,7 @@ def apply_filters(
     """
     ids = cands.ids if isinstance(cands, CandidateList) else list(map(_item_id, cands))
     cols = records if isinstance(records, ItemColumns) else ItemColumns.from_records(ids, records)
-    banned = banned_ids(state, cons, cfg)
-    reason = np.full(len(ids), -1, dtype=np.int64)
-    at = dict(zip(ids, range(len(ids)), strict=True)) if banned else {}
-    if banned and len(at) == len(ids):  # unique ids (merged candidates): find the few banned ones among them
-        for item, why in banned.items():
-            if (j := at.get(item)) is not None:
-                reason[j] = _CODE[why]
-    elif banned:
-        reason[:] = [_CODE[r] if (r := banned.get(i)) is not None else -1 for i in ids]
+    reason = _banned_reasons(ids, banned_ids(state, cons, cfg))
     open_ = reason < 0
     if cfg.drop_unknown:
         reason[open_ & ~cols.known] = _CODE["unknown"]

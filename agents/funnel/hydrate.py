@@ -15,6 +15,7 @@ from state.feature_config import FeatureConfig
 from state.features import USER_FEATURE_NAMES, category_affinity, negative_items, user_features
 from state.item_columns import ItemColumns
 from state.items import ItemRecord, RatePrior
+from state.space_ids import ids_among
 from state.user_state import UserState, new_user_state
 from streams.errors import ConfigError
 
@@ -110,11 +111,11 @@ def user_item_block(
         newest[item] = max(ts, newest.get(item, ts))
         times[item] = times.get(item, 0) + 1
     n = len(item_ids)
-    # The user touched a few dozen items at most: find those among the candidates (one C-level pass of set
-    # membership), and index only the candidates found; a later duplicate id wins, as in a dict of them all.
+    # The user touched a few dozen items at most: find those among the candidates (by position, or one C-level
+    # pass of set membership), and index only the candidates found; a later duplicate id wins, as in a dict.
     negative = negative_items(state, now, cfg)
     touched = set(times).union(negative, state.purchased)
-    hits = np.flatnonzero(np.fromiter(map(touched.__contains__, item_ids), np.bool_, n)).tolist()
+    hits = np.flatnonzero(ids_among(item_ids, touched)).tolist()
     row = {item_ids[j]: j for j in hits}
     mine = np.fromiter(map(aff.get, categories, repeat(0.0)), dtype=np.float64, count=n)
     count, last, neg, bought = np.zeros(n), np.full(n, -1.0), np.zeros(n), np.zeros(n)

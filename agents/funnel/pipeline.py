@@ -13,6 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 from agents.funnel.candidates import (
+    Candidate,
+    CandidateList,
     CandidateSource,
     Merged,
     RetrievalContext,
@@ -270,7 +272,7 @@ class Funnel:
         """The kept candidates' item vectors, gathered once for the two-tower feature and MMR."""
         return self.vectors.gather(rows) if self.vectors is not None and rows is not None else None
 
-    async def _records(self, item_ids: list[str], run: RunLog, merged: Merged | None = None) -> ItemColumns:
+    async def _records(self, item_ids: Sequence[str], run: RunLog, merged: Merged | None = None) -> ItemColumns:
         ask = list(range(len(item_ids)))
         cols = ItemColumns.empty(item_ids)
         if self.config.catalog_first:
@@ -362,7 +364,7 @@ class Funnel:
             gen = rng or np.random.default_rng([self.config.seed, zlib.crc32(correlation_id.encode())])
             pool = explore_pool(values, exploit, cfg.explore_pool)
             if knobs.policy == "thompson":
-                ranked, names = [*exploit, *pool.tolist()], [c.source for c in kept.kept]
+                ranked, names = [*exploit, *pool.tolist()], _primary_sources(kept.kept)
                 slate = thompson_slate(
                     ranked, names, len(exploit), self.posteriors, gen, exploit=exploit, cats=cats, cap=cfg.category_cap
                 )
@@ -370,6 +372,11 @@ class Funnel:
                 slate = epsilon_greedy(exploit, pool, knobs.epsilon, gen, cats=cats, cap=cfg.category_cap)
         run.lap("order")
         return slate, (("mmr", "explore") if rushed else ())
+
+
+def _primary_sources(kept: Sequence[Candidate]) -> list[str]:
+    """Each kept candidate's primary source (from the columns, without building the candidates)."""
+    return kept.primary if isinstance(kept, CandidateList) else [c.source for c in kept]
 
 
 def _retrieval_scores(kept: Filtered) -> F64:

@@ -63,7 +63,7 @@ class CandidateRows:
         if self._catalog is not None and space is self.index_ids:
             self._catalog.learn(space, positions, rows)
 
-    def local_columns(self, item_ids: list[str], merged: Merged | None) -> ItemColumns:
+    def local_columns(self, item_ids: Sequence[str], merged: Merged | None) -> ItemColumns:
         """The catalog's records of ``item_ids`` as columns (unknown ids: unknown rows)."""
         cat = self.catalog
         if isinstance(cat, CatalogTable) and merged is not None:

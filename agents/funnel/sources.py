@@ -37,9 +37,8 @@ class AnnSource:
             return []
         ids, scores = self.index.search(ctx.user_vector.reshape(1, -1), self.k)
         ok = (ids[0] >= 0) & (ids[0] < len(self.item_ids))
-        pos = ids[0][ok]
-        pairs = zip(map(self.item_ids.__getitem__, pos.tolist()), scores[0][ok].tolist(), strict=True)
-        return Ranked(pairs, pos, self.item_ids)  # positions in ``item_ids``: the funnel finds rows by them
+        # positions in ``item_ids``: the funnel finds rows by them, and reads the ids only of what it serves
+        return Ranked.lazy(ids[0][ok], scores[0][ok], self.item_ids)
 
 
 class CovisitSource:
@@ -233,7 +232,7 @@ _first_of = itemgetter(0)
 
 
 def _interleave(lists: Sequence[Scored], n: int) -> Scored:
-    out: Scored = []
+    out: list[tuple[str, float]] = []
     seen: set[str] = set()
     for rank in range(max((len(x) for x in lists), default=0)):
         for ranked in lists:

@@ -21,6 +21,7 @@ from agents.funnel.candidates import (
 )
 from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolSource, StaticSource, recent_items
 from state.features import category_affinity
+from state.space_ids import IdList, SpaceIds
 from state.store import DecayedUpdate, WriteBatch
 
 
@@ -220,3 +221,26 @@ def test_candidate_columns_read_like_the_list_of_candidates(raw: dict[str, list[
     assert CandidateList.of(listed) == cands == listed and cands.primary == [c.source for c in listed]
     assert cands.take(rows) == [listed[r] for r in rows] and cands.take(rows).ids == [listed[r].item_id for r in rows]
     assert cands[1:3] == listed[1:3] and [cands[j] for j in range(len(cands))] == listed
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["ann", "covisit", "trending", "popular", "fresh"]),
+        st.lists(st.integers(0, 39), max_size=30),
+        max_size=5,
+    ),
+    st.dictionaries(st.sampled_from(["ann", "popular"]), st.integers(0, 20)),
+    st.integers(1, 60),
+)
+def test_merging_lists_of_one_space_by_position_equals_the_reference_merge(
+    raw: dict[str, list[int]], quotas: dict[str, int], limit: int
+) -> None:
+    space = IdList(f"i{j}" for j in range(40))
+    lists = {name: Ranked.lazy(np.array(pos, np.int64), np.ones(len(pos)), space) for name, pos in raw.items()}
+    out = merge_ranked(lists, quotas, limit)
+    plain = {name: [(space[p], 1.0) for p in pos] for name, pos in raw.items()}
+    assert out.candidates == reference_merge(plain, quotas, limit)
+    assert out.positions.tolist() == space.positions(list(out.ids)).tolist()
+    assert isinstance(out.ids, SpaceIds) or not out.candidates  # no id string was read to merge
+    assert all(r._pairs is None for r in lists.values())

@@ -23,16 +23,17 @@ from agents.funnel.sources import AnnSource, CachedPool, CovisitSource, PoolKind
 from state.ann import ExactIndex
 from state.catalog_table import CatalogTable
 from state.live_index import LiveIndex
+from state.space_ids import SpaceIds
 from streams.records import RecommendRequest
 
 KINDS: tuple[PoolKind, ...] = ("category", "trending", "fresh", "popular")
 INDEXED = 45  # i00..i44 are in the index; the pools also propose i45..i59, which are not
 
 
-def _live(w: World) -> LiveIndex:
+def _live(w: World, indexed: int = INDEXED) -> LiveIndex:
     index = ExactIndex(w.vectors.dim)
-    index.add(np.arange(INDEXED, dtype=np.int64), w.vectors.vectors[:INDEXED])
-    return LiveIndex(index, w.vectors.ids[:INDEXED])
+    index.add(np.arange(indexed, dtype=np.int64), w.vectors.vectors[:indexed])
+    return LiveIndex(index, w.vectors.ids[:indexed])
 
 
 def _ctx(w: World) -> RetrievalContext:
@@ -76,10 +77,12 @@ def _funnel(w: World, live: LiveIndex, *, located: bool) -> Funnel:
     )
 
 
-@pytest.mark.parametrize("learn", [False, True])
-async def test_a_funnel_finding_rows_by_position_serves_what_it_serves_without(learn: bool) -> None:
+@pytest.mark.parametrize(("learn", "everything_indexed"), [(False, False), (True, False), (False, True)])
+async def test_a_funnel_finding_rows_by_position_serves_what_it_serves_without(
+    learn: bool, everything_indexed: bool
+) -> None:
     w = await build_world()
-    live = _live(w)
+    live = _live(w, len(w.vectors.ids) if everything_indexed else INDEXED)
     plain, located = _funnel(w, live, located=False), _funnel(w, live, located=True)
     if learn:  # the catalog agent tells where each item sits, as it stores them
         ids = list(w.items)
@@ -93,7 +96,8 @@ async def test_a_funnel_finding_rows_by_position_serves_what_it_serves_without(l
             (r.item_id, r.source, r.value, r.p_click) for r in want.items
         ]
         assert np.array_equal(got.features, want.features) and got.propensities == want.propensities
-        assert got.missing == want.missing and got.dropped == want.dropped
+        assert got.missing == want.missing and got.dropped == want.dropped and got.dropped
+        assert got.kept is not None and isinstance(got.kept.records.ids, SpaceIds) == everything_indexed
 
 
 class CountingCatalog(CatalogTable):

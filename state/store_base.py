@@ -189,7 +189,7 @@ class PlannedStore(abc.ABC):
             return []
         gen = generation(now, spec.half_life_s)
         (top,) = await self._read([ZTop(self.keys.decayed(spec.name, gen), n)])
-        return [(m, score_now(s, gen, now, spec.half_life_s)) for m, s in cast(Scored, top)]
+        return _scaled(cast(Scored, top), score_now(1.0, gen, now, spec.half_life_s))
 
     async def read_pool(self, name: str, n: int) -> Scored:
         if n <= 0:
@@ -208,7 +208,13 @@ class PlannedStore(abc.ABC):
             return [[] for _ in item_ids]
         gen = generation(now, half_life_s)
         tops = await self._read([ZTop(self.keys.covisit(gen, i), n) for i in item_ids])
-        return [[(m, score_now(s, gen, now, half_life_s)) for m, s in cast(Scored, t)] for t in tops]
+        weight = score_now(1.0, gen, now, half_life_s)  # one generation: every stored score scales alike
+        return [_scaled(cast(Scored, t), weight) for t in tops]
+
+
+def _scaled(pairs: Scored, weight: float) -> Scored:
+    """``pairs`` with each score times ``weight`` (a generation's decay to now, as ``score_now`` applies it)."""
+    return [(m, s * weight) for m, s in pairs]
 
 
 def _generation_ttl(half_life_s: float) -> int:

@@ -17,6 +17,7 @@ from state.user_state import UserState
 Scored = Sequence[tuple[str, float]]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+Hits = tuple[Sequence[str], I64, I64]  # the source names, then each hit's source (an index into them) and rank
 
 #: Reciprocal-rank-fusion offset: damps the weight of the very first ranks (the usual value from the RRF paper).
 RRF_K = 60
@@ -176,8 +177,9 @@ class CandidateList(Sequence[Candidate]):
     """Merged candidates as columns; reading one builds its :class:`Candidate`, so the thousand a request
     merges cost no objects until the few it serves are read. Compares equal to the list of its candidates.
 
-    Every source's hit of candidate ``j`` is ``hit_sources[at[j] : at[j] + many[j]]`` (and the same slice of
-    ``hit_ranks``), best first; :meth:`of` builds the columns from candidates.
+    Every source's hit of candidate ``j`` is at ``at[j] : at[j] + many[j]`` of the hit columns, best first:
+    its source is ``names[hit_source[h]]`` and its rank ``hit_rank[h]``. :meth:`of` builds the columns
+    from candidates.
 
     >>> b = Candidate("b", ("popular", "ann"), (0, 1), 0.25)
     >>> cands = CandidateList.of([Candidate("a", ("ann",), (0,), 0.5), b])
@@ -185,20 +187,22 @@ class CandidateList(Sequence[Candidate]):
     (True, ['b'], ['ann', 'popular'], True, True)
     """
 
-    __slots__ = ("at", "hit_ranks", "hit_sources", "ids", "many", "scores")
+    __slots__ = ("at", "hit_rank", "hit_source", "ids", "many", "names", "scores")
 
-    def __init__(
-        self, ids: Sequence[str], scores: list[float], hits: tuple[list[str], list[int]], at: I64, many: I64
-    ) -> None:
+    def __init__(self, ids: Sequence[str], scores: F64, hits: Hits, at: I64, many: I64) -> None:
         self.ids, self.scores, self.at, self.many = ids, scores, at, many
-        self.hit_sources, self.hit_ranks = hits
+        self.names, self.hit_source, self.hit_rank = hits
 
     @classmethod
     def of(cls, cands: Sequence[Candidate]) -> CandidateList:
         """The columns of ``cands``."""
         many = np.fromiter((len(c.sources) for c in cands), np.int64, len(cands))
-        hits = ([s for c in cands for s in c.sources], [r for c in cands for r in c.source_ranks])
-        return cls([c.item_id for c in cands], [c.score for c in cands], hits, np.cumsum(many) - many, many)
+        names = list(dict.fromkeys(s for c in cands for s in c.sources))
+        code = {name: n for n, name in enumerate(names)}
+        sources = np.array([code[s] for c in cands for s in c.sources], np.int64)
+        ranks = np.array([r for c in cands for r in c.source_ranks], np.int64)
+        scores = np.array([c.score for c in cands], np.float64)
+        return cls([c.item_id for c in cands], scores, (names, sources, ranks), np.cumsum(many) - many, many)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -214,7 +218,8 @@ class CandidateList(Sequence[Candidate]):
             return self.take(range(len(self))[j])
         lo = int(self.at[j])
         hi = lo + int(self.many[j])
-        return _make((self.ids[j], tuple(self.hit_sources[lo:hi]), tuple(self.hit_ranks[lo:hi]), self.scores[j]))
+        sources = tuple(map(self.names.__getitem__, self.hit_source[lo:hi].tolist()))
+        return _make((self.ids[j], sources, tuple(self.hit_rank[lo:hi].tolist()), float(self.scores[j])))
 
     def __iter__(self) -> Iterator[Candidate]:
         return (self[j] for j in range(len(self)))
@@ -227,16 +232,14 @@ class CandidateList(Sequence[Candidate]):
     @property
     def primary(self) -> list[str]:
         """Each candidate's primary source (its best-ranked hit)."""
-        return list(map(self.hit_sources.__getitem__, self.at.tolist()))
+        return list(map(self.names.__getitem__, self.hit_source[self.at].tolist()))
 
-    def take(self, rows: Sequence[int]) -> CandidateList:
+    def take(self, rows: Sequence[int] | I64) -> CandidateList:
         """The candidates at ``rows``, in that order."""
         idx = np.asarray(rows, np.int64)
-        pick = idx.tolist()
-        hits = (self.hit_sources, self.hit_ranks)
-        scores = list(map(self.scores.__getitem__, pick))
-        ids = self.ids.take(idx) if isinstance(self.ids, SpaceIds) else list(map(self.ids.__getitem__, pick))
-        return CandidateList(ids, scores, hits, self.at[idx], self.many[idx])
+        hits = (self.names, self.hit_source, self.hit_rank)
+        ids = self.ids.take(idx) if isinstance(self.ids, SpaceIds) else list(map(self.ids.__getitem__, idx.tolist()))
+        return CandidateList(ids, self.scores[idx], hits, self.at[idx], self.many[idx])
 
 
 _make = partial(tuple.__new__, Candidate)
@@ -339,10 +342,9 @@ class _Fused:
         return cls(order, prio, rank, fused, start, np.bincount(code, minlength=n_items), kept)
 
     def candidates(self, names: Sequence[str], ids: Sequence[str]) -> CandidateList:
-        """The kept items as columns, ``ids`` their ids; every hit's source name and rank, from ``at``."""
-        hits = (list(map(names.__getitem__, self.prio.tolist())), self.rank.tolist())
+        """The kept items as columns, ``ids`` their ids; every hit's source (an index into ``names``) and rank."""
         kept = self.kept
-        return CandidateList(ids, self.fused[kept].tolist(), hits, self.start[kept], self.n_hits[kept])
+        return CandidateList(ids, self.fused[kept], (names, self.prio, self.rank), self.start[kept], self.n_hits[kept])
 
 
 def located_in(positions: Sequence[int], space: Sequence[str]) -> Ranked:

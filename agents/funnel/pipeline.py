@@ -381,6 +381,8 @@ def _primary_sources(kept: Sequence[Candidate]) -> list[str]:
 
 def _retrieval_scores(kept: Filtered) -> F64:
     """The fused retrieval score of each kept candidate: the order served without a model's values."""
+    if isinstance(kept.kept, CandidateList):
+        return np.asarray(kept.kept.scores, np.float64)
     return np.fromiter(map(_fused, kept.kept), np.float64, len(kept.kept))
 
 

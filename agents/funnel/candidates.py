@@ -330,16 +330,26 @@ class _Fused:
 
     @classmethod
     def of(cls, code: I64, lens: I64, n_items: int, limit: int) -> _Fused:
+        """Fuse hits whose item codes are ``code`` (every code below ``n_items`` present), list after list.
+
+        Orders are found by sorting one integer key, not by a lexicographic sort of several.
+        """
         n_lists = len(lens)
         prio = np.repeat(np.arange(n_lists, dtype=np.int64), lens)
         rank = np.arange(len(code), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-        _, first = np.unique(code * n_lists + prio, return_index=True)  # one hit per (item, source): its first
-        order = first[np.lexsort((prio[first], rank[first], code[first]))]  # per item, its hits best first
+        by_source = np.argsort(code * n_lists + prio, kind="stable")  # a list's own order is its rank order
+        pair = (code * n_lists + prio)[by_source]
+        first = by_source[np.concatenate(([True], pair[1:] != pair[:-1]))]  # one hit per (item, source)
+        span = int(rank.max()) + 1
+        order = first[np.argsort((code[first] * span + rank[first]) * n_lists + prio[first])]  # best hit first
         code, prio, rank = code[order], prio[order], rank[order]
-        fused = np.bincount(code, weights=1.0 / (RRF_K + 1 + rank), minlength=n_items).astype(np.float64)
-        start = np.searchsorted(code, np.arange(n_items))
-        kept = np.lexsort((prio[start], rank[start], -fused))[:limit]
-        return cls(order, prio, rank, fused, start, np.bincount(code, minlength=n_items), kept)
+        start = np.flatnonzero(np.concatenate(([True], code[1:] != code[:-1])))
+        fused = np.bincount(code, weights=1.0 / (RRF_K + 1 + rank), minlength=n_items).astype(
+            np.float64
+        )  # summed in order
+        kept = np.lexsort((rank[start] * n_lists + prio[start], -fused))[:limit]
+        n_hits = np.diff(np.append(start, len(code)))
+        return cls(order, prio, rank, fused, start, n_hits, kept)
 
     def candidates(self, names: Sequence[str], ids: Sequence[str]) -> CandidateList:
         """The kept items as columns, ``ids`` their ids; every hit's source (an index into ``names``) and rank."""

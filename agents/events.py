@@ -184,7 +184,9 @@ async def process_batch(
     assert plan.write is not None
     write = plan.write
     if rt.tower is not None and plan.users:
-        write = replace(write, user_vectors=rt.tower.embed(list(plan.users.values())))
+        vectors = rt.tower.embed(list(plan.users.values()))
+        rt.session_vectors.put_many(rt.tower.version, plan.users, vectors)  # the serving funnel reuses them
+        write = replace(write, user_vectors=vectors)
     await write_until_stored(rt.store, write)
     _record(rt, decoded, started)
     for d in decoded:  # clicks on this worker's lists update Thompson sampling's posteriors

@@ -24,6 +24,7 @@ from state.live_index import LiveIndex
 from state.pools import PoolConfig
 from state.registry import LoadedVersion
 from state.session_tower import SessionTower
+from state.session_vectors import SessionVectors
 from state.store import OnlineFeatureStore
 from streams.clock import Clock, SystemClock
 from streams.errors import ConfigError, StreamrecError
@@ -150,6 +151,8 @@ class Runtime:
     recall: RecallSampler | None = None
     # Thompson sampling's click/impression counts per source: this worker's lists and the clicks on them.
     posteriors: SourcePosteriors = field(init=False)
+    # Session vectors of users whose state is unchanged since they were embedded (events agent or a request).
+    session_vectors: SessionVectors = field(init=False)
     # The events agent binds this to its Faust table's local store (keys are user ids as bytes).
     local_users: MutableMapping[bytes, UserState | bytes] = field(default_factory=dict)
 
@@ -163,6 +166,7 @@ class Runtime:
         if missing:
             raise ConfigError(f"experiment arms pin model versions {missing} that are not loaded")
         self.posteriors = SourcePosteriors(BetaPrior(*self.settings.serving.thompson_prior))
+        self.session_vectors = SessionVectors(self.settings.serving.session_cache_users)
         self._build_funnels(None)
 
     @classmethod
@@ -226,6 +230,7 @@ class Runtime:
                 posteriors=self.posteriors,
                 ann_k=serving.ann_k,
                 live=self.live_index if pinned is None else None,
+                session_vectors=self.session_vectors,
             )
 
         self.funnel = make(None)

@@ -22,6 +22,7 @@ from state.live_index import LiveIndex
 from state.pools import PoolConfig
 from state.registry import LoadedVersion
 from state.session_tower import SessionTower
+from state.session_vectors import SessionVectors
 from state.store import OnlineFeatureStore
 from state.user_state import UserState
 from state.vectors import decode_vector, encode_vector
@@ -123,18 +124,27 @@ def pinned_versions(experiment: Experiment | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v.model_version for v in experiment.variants if v.model_version is not None))
 
 
-def session_embedder(loaded: LoadedVersion) -> Embed | None:
+def session_embedder(loaded: LoadedVersion, cache: SessionVectors | None = None) -> Embed | None:
     """The version's own session vector of a user, from the state (None: no user tower, or no known item).
 
     Rounded as the online store keeps vectors, so the version sees what it would read there as champion.
+    With ``cache``, a vector kept for the state as it is now (by the events agent, or by an earlier
+    request) is reused instead of running the tower again.
     """
     if "user_tower" not in loaded.sessions:
         return None
     tower = SessionTower(loaded)
+    version = loaded.manifest.version
 
     def embed(state: UserState) -> F32 | None:
-        vec = tower.embed([state]).get(state.user_id)
-        return None if vec is None else decode_vector(encode_vector(vec))
+        vec = cache.get(version, state) if cache is not None else None
+        if vec is None:
+            vec = tower.embed([state]).get(state.user_id)
+            if vec is None:
+                return None
+            if cache is not None:
+                cache.put(version, state, vec)
+        return decode_vector(encode_vector(vec))
 
     return embed
 
@@ -152,6 +162,7 @@ def build_funnel(
     posteriors: SourcePosteriors | None = None,
     ann_k: int = 300,
     live: LiveIndex | None = None,
+    session_vectors: SessionVectors | None = None,
 ) -> Funnel:
     """The funnel a worker serves with; ``Funnel.set_model`` swaps versions later.
 
@@ -171,7 +182,7 @@ def build_funnel(
         vectors=vectors,
         features=features,
         catalog=catalog,
-        embed=session_embedder(loaded) if own_vectors and loaded is not None else None,
+        embed=session_embedder(loaded, session_vectors) if own_vectors and loaded is not None else None,
         posteriors=posteriors,
         index_ids=live.item_ids if live is not None else (loaded.item_ids if loaded is not None else None),
     )

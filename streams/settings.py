@@ -101,6 +101,9 @@ class ServingSettings(_Section):
     popular_pool_size: int = Field(default=500, ge=1)
     popular_refresh_s: float = Field(default=1.0, gt=0)
     candidate_limit: int = Field(default=1000, ge=10)
+    session_cache_users: int = Field(
+        default=100_000, ge=0, description="users whose session vector the worker keeps in memory (0: none)"
+    )
     seen_last_n: int = Field(default=20, ge=0, description="hard-filter items among the user's last N")
     value_formula: ValueFormula = "expected_revenue"
     mmr_lambda: float = Field(default=0.8, ge=0, le=1)

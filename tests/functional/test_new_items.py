@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -210,3 +211,48 @@ async def test_an_entry_older_than_the_cursor_is_indexed_at_the_next_look_back(
     assert await sync_new_items(b) == 1 and "late" in b.live_index  # the next look-back does
     b.clock.advance(1.0)
     assert await sync_new_items(b) == 0
+
+
+async def test_the_events_agent_keeps_the_session_vectors_the_funnel_then_reuses(
+    workers: tuple[Runtime, Runtime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agents.events import feed
+    from state.vectors import decode_vector, encode_vector
+
+    a, _ = workers
+    assert a.model is not None and a.tower is not None
+    items = list(a.model.item_ids[:3])
+    ts = NOW.isoformat()
+    values = [
+        orjson.dumps({"event_id": f"carol-{k}", "type": "view", "user_id": "carol", "item_id": i, "ts": ts})
+        for k, i in enumerate(items)
+    ]
+    app = create_app(a.settings, a)
+    app.finalize()
+    monkeypatch.setattr("faust.topics.Topic.send", _swallow)
+    await feed(app, values, key=b"carol")
+    state = a.user_state("carol")
+    assert state is not None
+    kept = a.session_vectors.get(a.tower.version, state)
+    stored = await a.store.read_user_vector("carol")
+    assert kept is not None and stored is not None
+    assert np.array_equal(decode_vector(encode_vector(kept)), stored)  # what the store holds, before rounding
+    runs: list[int] = []
+    session = a.model.sessions["user_tower"]
+    embed = a.funnel.embed
+    assert embed is not None
+    monkeypatch.setattr(type(session), "run", _counting(type(session).run, runs), raising=False)
+    vec = embed(state)
+    assert runs == [] and vec is not None and np.array_equal(vec, stored)  # reused: the tower did not run
+
+
+async def _swallow(*args: object, **kwargs: object) -> None:
+    return None
+
+
+def _counting(run: Any, runs: list[int]) -> Any:
+    def counted(self: object, *args: object, **kwargs: object) -> object:
+        runs.append(1)
+        return run(self, *args, **kwargs)
+
+    return counted

@@ -288,7 +288,8 @@ def merge_ranked(lists: Mapping[str, Sequence[tuple[str, float]]], quotas: Mappi
     >>> [c.item_id for c in out.candidates], out.positions.tolist()
     (['a', 'c', 'b'], [4, -1, 7])
     >>> space = ["a", "b", "c"]
-    >>> both = {"ann": Ranked.lazy(np.array([0, 1]), np.ones(2), space), "popular": located_in([2, 0], space)}
+    >>> def hits(*pos): return Ranked.lazy(np.array(pos), np.ones(len(pos)), space)
+    >>> both = {"ann": hits(0, 1), "popular": hits(2, 0)}
     >>> out = merge_ranked(both, {}, 10)
     >>> [(c.item_id, c.sources) for c in out.candidates], out.positions.tolist()
     ([('a', ('ann', 'popular')), ('c', ('popular',)), ('b', ('ann',))], [0, 2, 1])
@@ -355,17 +356,6 @@ class _Fused:
         """The kept items as columns, ``ids`` their ids; every hit's source (an index into ``names``) and rank."""
         kept = self.kept
         return CandidateList(ids, self.fused[kept], (names, self.prio, self.rank), self.start[kept], self.n_hits[kept])
-
-
-def located_in(positions: Sequence[int], space: Sequence[str]) -> Ranked:
-    """A :class:`Ranked` list of the items at ``positions`` of ``space``, scored ``1/(rank + 1)`` (for tests
-    and examples).
-
-    >>> located_in([1, 0], ["a", "b"])
-    [('b', 1.0), ('a', 0.5)]
-    """
-    pos = np.asarray(positions, np.int64)
-    return Ranked.lazy(pos, 1.0 / np.arange(1, len(pos) + 1, dtype=np.float64), space)
 
 
 def _all_positions(tops: Sequence[Sequence[tuple[str, float]]], space: Sequence[str] | None) -> I64 | None:

@@ -11,7 +11,7 @@ import orjson
 
 from state.errors import StateDecodeError
 from state.items import ItemCounts, ItemRecord
-from state.space_ids import SpaceIds
+from state.space_ids import take_ids
 from streams.records import EVENT_TYPES
 
 F64 = npt.NDArray[np.float64]
@@ -143,7 +143,7 @@ class ItemColumns:
         idx = np.asarray(rows, dtype=np.int64)
         pick = idx.tolist()
         return ItemColumns(
-            self.ids.take(idx) if isinstance(self.ids, SpaceIds) else list(map(self.ids.__getitem__, pick)),
+            take_ids(self.ids, idx),
             self.known[idx],
             list(map(self.category.__getitem__, pick)),
             list(map(self.brand.__getitem__, pick)),

@@ -124,6 +124,17 @@ class SpaceIds(Sequence[str]):
         return np.where(sorted_pos[at] == self.positions, by_pos[at], -1)
 
 
+def take_ids(item_ids: Sequence[str], rows: I64) -> Sequence[str]:
+    """The ids at ``rows`` of ``item_ids``, still as positions for :class:`SpaceIds`.
+
+    >>> take_ids(["a", "b", "c"], np.array([2, 0])), take_ids(SpaceIds(["a", "b"], np.array([1, 0])), np.array([1]))
+    (['c', 'a'], SpaceIds(['a']))
+    """
+    if isinstance(item_ids, SpaceIds):
+        return item_ids.take(rows)
+    return list(map(item_ids.__getitem__, rows.tolist()))
+
+
 def ids_among(item_ids: Sequence[str], wanted: Iterable[str]) -> npt.NDArray[np.bool_]:
     """Whether each of ``item_ids`` is one of ``wanted`` (by position for :class:`SpaceIds` of an IdList).
 

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, Protocol, overload
 import numpy as np
 import numpy.typing as npt
 
-from state.space_ids import SpaceIds
+from state.space_ids import SpaceIds, take_ids
 from state.user_state import UserState
 
 Scored = Sequence[tuple[str, float]]
@@ -238,8 +238,7 @@ class CandidateList(Sequence[Candidate]):
         """The candidates at ``rows``, in that order."""
         idx = np.asarray(rows, np.int64)
         hits = (self.names, self.hit_source, self.hit_rank)
-        ids = self.ids.take(idx) if isinstance(self.ids, SpaceIds) else list(map(self.ids.__getitem__, idx.tolist()))
-        return CandidateList(ids, self.scores[idx], hits, self.at[idx], self.many[idx])
+        return CandidateList(take_ids(self.ids, idx), self.scores[idx], hits, self.at[idx], self.many[idx])
 
 
 _make = partial(tuple.__new__, Candidate)
@@ -338,16 +337,16 @@ class _Fused:
         n_lists = len(lens)
         prio = np.repeat(np.arange(n_lists, dtype=np.int64), lens)
         rank = np.arange(len(code), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-        by_source = np.argsort(code * n_lists + prio, kind="stable")  # a list's own order is its rank order
-        pair = (code * n_lists + prio)[by_source]
+        key = code * n_lists + prio
+        by_source = np.argsort(key, kind="stable")  # a list's own order is its rank order
+        pair = key[by_source]
         first = by_source[np.concatenate(([True], pair[1:] != pair[:-1]))]  # one hit per (item, source)
         span = int(rank.max()) + 1
         order = first[np.argsort((code[first] * span + rank[first]) * n_lists + prio[first])]  # best hit first
         code, prio, rank = code[order], prio[order], rank[order]
         start = np.flatnonzero(np.concatenate(([True], code[1:] != code[:-1])))
-        fused = np.bincount(code, weights=1.0 / (RRF_K + 1 + rank), minlength=n_items).astype(
-            np.float64
-        )  # summed in order
+        # bincount sums each item's hits in order, as the reference merge does
+        fused = np.asarray(np.bincount(code, weights=1.0 / (RRF_K + 1 + rank), minlength=n_items), np.float64)
         kept = np.lexsort((rank[start] * n_lists + prio[start], -fused))[:limit]
         n_hits = np.diff(np.append(start, len(code)))
         return cls(order, prio, rank, fused, start, n_hits, kept)

@@ -14,6 +14,7 @@ from agents.funnel.outcome import FunnelResult
 from agents.funnel.pipeline import Funnel
 from agents.funnel.requests import Rejected, budget_ms, error_response, triage_request, waited_ms
 from agents.replies import ReplyProducer
+from agents.request_consumer import RequestConsumer
 from agents.runtime import Runtime
 from agents.shadow import ShadowJob, ShadowScorer, sampled
 from state.errors import StoreError
@@ -121,49 +122,77 @@ def shadow_scorer(app: faust.App, rt: Runtime) -> ShadowScorer | None:
     return scorer
 
 
-def register(app: faust.App, rt: Runtime) -> None:
-    """Register the serving agent and the popular-list refresher on ``app``."""
-    requests = app.topic(rt.topics.rec_requests)
-    impressions = app.topic(rt.topics.impressions)
-    dead = DeadLetterSink(app, rt)
-    scorer = shadow_scorer(app, rt)
-    replies = ReplyProducer(app, rt.settings)
-    if rt.settings.serving.reply_producer == "dedicated":
-        app.add_dependency(replies)  # started with the app; unstarted, it sends through the app's topics
+class RequestHandler:
+    """One request from its raw message to its reply and bookkeeping; every decodable request gets a reply.
 
-    @app.timer(interval=rt.settings.serving.popular_refresh_s)  # type: ignore[untyped-decorator]
+    Called with the message (anything with ``topic``, ``partition``, ``offset``, ``key`` and ``value``: a
+    Faust message or an aiokafka record), so the serving agent and :class:`RequestConsumer` share it.
+    """
+
+    def __init__(self, app: faust.App, rt: Runtime) -> None:
+        self.rt = rt
+        self.impressions = app.topic(rt.topics.impressions)
+        self.dead = DeadLetterSink(app, rt)
+        self.scorer = shadow_scorer(app, rt)
+        self.replies = ReplyProducer(app, rt.settings)
+
+    async def __call__(self, msg: Any) -> None:
+        rt = self.rt
+        received = rt.clock.now()
+        rt.metrics.request()
+        try:
+            triaged = triage_request(
+                msg.value, limits=rt.settings.validation, serving=rt.settings.serving, now=received
+            )
+        except DecodeError as exc:
+            await self.dead.send(exc, msg)
+            return
+        _observe_wait(rt, triaged, received)
+        answered = None
+        if isinstance(triaged, Rejected):
+            response, reply_to = triaged.response, triaged.reply_to
+            code = triaged.response.error.code.value if triaged.response.error else None
+            rt.metrics.response(rt.clock.now() - received, error_code=code)
+        else:
+            answered = await _answer_safely(rt, triaged, received)
+            response = answered if isinstance(answered, RecommendResponse) else answered.response
+            reply_to = triaged.reply_to
+        await self.replies.send(reply_to or rt.topics.rec_responses, response.correlation_id.encode(), encode(response))
+        if isinstance(answered, Answered):  # bookkeeping after the reply is handed to the producer
+            await _record_safely(rt, answered, self.impressions, self.scorer)
+
+
+def register(app: faust.App, rt: Runtime) -> RequestHandler:
+    """Register request serving (on :class:`RequestConsumer` or a Faust agent) and the popular-list refresher."""
+    handler = RequestHandler(app, rt)
+    serving = rt.settings.serving
+    if serving.reply_producer == "dedicated":
+        app.add_dependency(handler.replies)  # started with the app; unstarted, it sends through the app's topics
+
+    @app.timer(interval=serving.popular_refresh_s)  # type: ignore[untyped-decorator]
     async def refresh_popular() -> None:
         try:
-            rt.popular = await rt.store.top_popular(rt.settings.serving.popular_pool_size, rt.clock.now())
+            rt.popular = await rt.store.top_popular(serving.popular_pool_size, rt.clock.now())
         except StoreError as exc:  # keep serving the last list; the store's outage is logged, not fatal
             log.warning("popular list not refreshed: %s", exc)
 
-    @app.agent(requests, name="serve", concurrency=rt.settings.serving.concurrency)
+    if serving.request_consumer == "direct":
+        consumer = RequestConsumer(rt.settings, handler)
+        app.add_dependency(consumer)
+
+        async def follow(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            await consumer.follow(args[0])  # the signal's one argument: the new assignment
+
+        app.on_partitions_assigned.connect(follow)
+
+        return handler
+
+    @app.agent(app.topic(rt.topics.rec_requests), name="serve", concurrency=serving.concurrency)
     async def serve(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            received = rt.clock.now()
-            rt.metrics.request()
-            msg = event.message
-            try:
-                triaged = triage_request(
-                    event.value, limits=rt.settings.validation, serving=rt.settings.serving, now=received
-                )
-            except DecodeError as exc:
-                await dead.send(exc, msg)
-                continue
-            _observe_wait(rt, triaged, received)
-            answered = None
-            if isinstance(triaged, Rejected):
-                response, reply_to = triaged.response, triaged.reply_to
-                code = triaged.response.error.code.value if triaged.response.error else None
-                rt.metrics.response(rt.clock.now() - received, error_code=code)
-            else:
-                answered = await _answer_safely(rt, triaged, received)
-                response = answered if isinstance(answered, RecommendResponse) else answered.response
-                reply_to = triaged.reply_to
-            await replies.send(reply_to or rt.topics.rec_responses, response.correlation_id.encode(), encode(response))
-            if isinstance(answered, Answered):  # bookkeeping after the reply is handed to the producer
-                await _record_safely(rt, answered, impressions, scorer)
+            await handler(event.message)
+
+    return handler
 
 
 def _observe_wait(rt: Runtime, triaged: RecommendRequest | Rejected, received: float) -> None:

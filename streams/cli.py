@@ -37,6 +37,7 @@ def worker() -> None:
     """Run a Faust worker: events, items and serving agents (creates missing topics first)."""
     import faust
 
+    from streams import gc_watch
     from streams.admin import ensure_topics
     from streams.app import create_app
 
@@ -50,6 +51,7 @@ def worker() -> None:
     # A request allocates thousands of short-lived tuples (candidates, scored pairs) that reference counting
     # frees; collecting the youngest generation every 700 allocations only rescans them (~5 % of a request).
     gc.set_threshold(YOUNG_GC_THRESHOLD, 10, 10)
+    gc_watch.install()
     faust.Worker(faust_app, loglevel=settings.worker.log_level.upper(), quiet=True).execute_from_commandline()
 
 

@@ -142,6 +142,11 @@ class ServingSettings(_Section):
         description="count the time since a request's sent_at (its wait in Kafka) against its deadline: a request "
         "taken past its deadline gets a deadline_exceeded error at once; needs client and worker clocks in sync",
     )
+    request_consumer: Literal["direct", "faust"] = Field(
+        default="direct",
+        description="fetch requests with a plain consumer on the worker's event loop (no Faust stream hand-off "
+        "between threads; one request at a time) or through a Faust agent (needed for concurrency above 1)",
+    )
     reply_producer: Literal["dedicated", "shared"] = Field(
         default="dedicated",
         description="replies on a producer of their own (no waiting behind impressions and changelogs for the one "
@@ -156,6 +161,8 @@ class ServingSettings(_Section):
             )
         if min(self.thompson_prior) <= 0:
             raise ValueError(f"thompson_prior needs positive parameters, got {self.thompson_prior}")
+        if self.concurrency > 1 and self.request_consumer == "direct":
+            raise ValueError("concurrency above 1 needs request_consumer 'faust' (the direct one answers in order)")
         return self
 
 

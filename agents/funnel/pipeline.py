@@ -250,8 +250,15 @@ class Funnel:
         async def with_vector(source: CandidateSource) -> Scored:
             return await source.fetch(replace(ctx, user_vector=await vector))
 
-        fetches = [with_vector(s) if getattr(s, "uses_vector", False) else s.fetch(ctx) for s in self.sources]
-        got = await asyncio.gather(*fetches, return_exceptions=True)
+        # Sources without the vector start first: their store reads are on the wire while the vector's
+        # sources (an ANN search on the loop) compute, instead of being sent only once the search is done.
+        uses = [bool(getattr(s, "uses_vector", False)) for s in self.sources]
+        tasks: dict[int, asyncio.Future[Scored]] = {}
+        for first in (False, True):
+            for j, source in enumerate(self.sources):
+                if uses[j] == first:
+                    tasks[j] = asyncio.ensure_future(with_vector(source) if first else source.fetch(ctx))
+        got = await asyncio.gather(*(tasks[j] for j in range(len(self.sources))), return_exceptions=True)
         ctx = replace(ctx, user_vector=await vector)
         lists: dict[str, Scored] = {}
         errors: dict[str, int] = {}

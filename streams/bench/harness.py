@@ -86,6 +86,21 @@ def summarize_ms(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
+def timeline_ms(offsets_s: Sequence[float], samples: Sequence[float], width_s: float = 1.0) -> list[list[float]]:
+    """Latencies grouped by when they were sent: ``[start_s, count, p50_ms, max_ms]`` per ``width_s`` window,
+    so a stall (one slow second) reads apart from a steady overload (every second slow).
+
+    >>> timeline_ms([0.1, 0.5, 1.2], [2.0, 4.0, 9.0])
+    [[0.0, 2, 3.0, 4.0], [1.0, 1, 9.0, 9.0]]
+    """
+    windows: dict[int, list[float]] = {}
+    for at, ms in zip(offsets_s, samples, strict=True):
+        windows.setdefault(int(at // width_s), []).append(ms)
+    return [
+        [w * width_s, len(v), round(float(np.median(v)), 3), round(max(v), 3)] for w, v in sorted(windows.items())
+    ]
+
+
 def write_json(path: Path | None, result: dict[str, Any]) -> bytes:
     data = orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
     if path is not None:

@@ -24,6 +24,7 @@ from streams.bench.harness import (
     profiled,
     simulated_lines,
     summarize_ms,
+    timeline_ms,
     wait_listening,
     wait_until_serving,
 )
@@ -68,6 +69,7 @@ async def open_loop(
 ) -> dict[str, Any]:
     """Send ``rps`` requests per second for ``seconds`` regardless of replies; measure each round trip."""
     latencies: list[float] = []
+    sent_at: list[float] = []  # seconds into the run each answered request was sent
     stages: dict[str, list[float]] = {}
     sizes: dict[str, list[int]] = {"candidates": [], "ranked": []}
     counts = {"requests": 0, "errors": 0, "timeouts": 0, "fallbacks": 0}
@@ -81,6 +83,7 @@ async def open_loop(
             counts["timeouts"] += 1
             return
         latencies.append((time.perf_counter() - t0) * 1000.0)
+        sent_at.append(i / rps)
         legs.add(sent, resp, time.time())
         for stage, ms in [*resp.stage_ms.items(), ("worker_total", resp.latency_ms)]:
             stages.setdefault(stage, []).append(ms)
@@ -111,6 +114,7 @@ async def open_loop(
         **{f"{name}_p50": float(np.median(v)) if v else 0.0 for name, v in sizes.items()},
         **{f"{name}_min": min(v, default=0) for name, v in sizes.items()},
         "legs": legs.summary(),
+        "timeline": timeline_ms(sent_at, latencies),
     }
 
 

@@ -29,7 +29,10 @@ def event(i: int, user: str, item: str, kind: str = "view") -> bytes:
 
 @pytest.fixture
 async def runtime() -> AsyncIterator[Runtime]:
-    settings = load_settings(worker={"app_id": "functional", "store": "memory", "batch_within_s": 0.01})
+    settings = load_settings(
+        worker={"app_id": "functional", "store": "memory", "batch_within_s": 0.01},
+        serving={"request_consumer": "faust"},  # the serving agent, so Faust's test context can feed it
+    )
     clock = FakeClock(NOW.timestamp())
     rt = Runtime(settings=settings, store=MemoryFeatureStore(clock=clock), clock=clock)
     yield rt

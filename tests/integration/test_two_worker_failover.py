@@ -8,7 +8,9 @@ counters of an uninterrupted single pass over the same events; the dead worker's
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -95,6 +97,24 @@ async def changelog(settings: Settings) -> dict[str, bytes]:
         await consumer.stop()
 
 
+def logged_partitions(log: Path) -> frozenset[int] | None:
+    """The request partitions a worker's log last said it answers (None before it said any)."""
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if "answering requests of partitions" in ln]
+    if not lines:
+        return None
+    return frozenset(int(p) for p in re.findall(r"\d+", lines[-1].rpartition("partitions")[2]))
+
+
+async def answered_partitions(log: Path, want: frozenset[int], timeout_s: float = 30.0) -> frozenset[int] | None:
+    """:func:`logged_partitions`, once they are ``want`` or at the timeout."""
+    end = time.monotonic() + timeout_s
+    got = logged_partitions(log)
+    while got != want and time.monotonic() < end:
+        await asyncio.sleep(0.5)
+        got = logged_partitions(log)
+    return got
+
+
 def partition_of_user(user: str, partitions: int) -> int:
     """Where the producer's default partitioner puts a message keyed by ``user`` (murmur2, as Java's)."""
     parts = list(range(partitions))
@@ -118,8 +138,10 @@ async def failover(settings: Settings, lines: list[bytes], catalog: list[bytes])
         b = WorkerProcess(second, LOGS / f"{settings.worker.app_id}-b.log").start()
         shared = await wait_assignment(settings, 2)
         a_parts = shared[a_member][names.events]
-        for member in shared.values():  # co-partitioned: a user's requests go where the user's events go
-            assert member[names.events] == member[names.rec_requests]
+        b_parts = next(m[names.events] for member, m in shared.items() if member != a_member)
+        # co-partitioned: a user's requests are answered where the user's events (and table state) are
+        assert await answered_partitions(a.log_path, a_parts) == a_parts
+        assert await answered_partitions(b.log_path, b_parts) == b_parts
         assert 0 < len(a_parts) < settings.kafka.partitions
         await produce_paced(servers, names.events, lines[: len(lines) // 2], None)
         await wait_handled(store, names.events, len(lines) // 4, b, timeout_s=120)
@@ -128,6 +150,7 @@ async def failover(settings: Settings, lines: list[bytes], catalog: list[bytes])
         await wait_handled(store, names.events, len(lines), b, timeout_s=180)
         (survivor,) = (await wait_assignment(settings, 1)).values()
         assert survivor[names.events] == frozenset(range(settings.kafka.partitions))
+        assert await answered_partitions(b.log_path, survivor[names.events]) == survivor[names.events]
         orphans = [u for u in user_ids(lines) if partition_of_user(u, settings.kafka.partitions) in a_parts]
         answered = await ask(settings, orphans[:12])
         return a_parts, answered

@@ -210,3 +210,33 @@ async def test_catalog_first_asks_the_store_only_for_what_the_catalog_lacks() ->
         _req(), w.state, now=T0
     )
     assert asked == [["i02"]] and len(res.items) == 10 and res.missing["item_record"] == 0
+
+
+class _Traced:
+    """Wraps a source: logs when its fetch starts and when its first step ends (it suspends or returns)."""
+
+    def __init__(self, inner: Any, log: list[str]) -> None:
+        self.inner, self.log = inner, log
+        self.uses_vector = getattr(inner, "uses_vector", False)
+
+    @property
+    def name(self) -> str:
+        return str(self.inner.name)
+
+    async def fetch(self, ctx: RetrievalContext) -> Scored:
+        self.log.append(f"start:{self.name}")
+        await asyncio.sleep(0)  # a store read: the request is sent, the reply awaited
+        out: Scored = await self.inner.fetch(ctx)
+        self.log.append(f"done:{self.name}")
+        return out
+
+
+async def test_store_reads_are_sent_before_the_ann_search_and_results_keep_the_sources_order() -> None:
+    w = await build_world()
+    log: list[str] = []
+    sources = [_Traced(s, log) for s in all_sources(w)]  # ANN first
+    funnel = Funnel(FunnelConfig(), w.store, sources, ranker=FakeRanker(), vectors=w.vectors)
+    res = await funnel.run(_req(), w.state, now=T0)
+    starts = [e for e in log if e.startswith("start:")]
+    assert starts[-1] == "start:ann" and len(starts) == len(sources)  # every store read is on the wire first
+    assert list(res.source_counts)[:2] == ["ann", "covisit"] and res.source_counts["ann"] == 30

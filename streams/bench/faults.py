@@ -45,6 +45,8 @@ async def run_with_faults(base: Settings, load: ServeLoad, *, logs: Path, train:
     try:
         await asyncio.sleep(0.5)  # let the private Redis start listening
         async with warmed_worker(settings, events, catalog, logs) as (client, _):
+            # warm, as the serve benchmark does: a cold worker's first second is slow with or without faults
+            await open_loop(client, load.rps, min(3.0, load.seconds), load.user_of, load.k)
             champion = settings.models.registry_dir / "CHAMPION"
             fault_task = asyncio.create_task(inject(load.seconds, redis, champion, faults))
             res = await open_loop(client, load.rps, load.seconds, load.user_of, load.k)

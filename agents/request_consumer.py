@@ -58,8 +58,8 @@ class RequestConsumer(Service):
     """Fetches requests on the loop, answers each with ``handler`` in offset order, commits what was answered.
 
     :meth:`follow` (connected to the app's ``on_partitions_assigned`` signal) sets the partitions; until the
-    first assignment nothing is fetched. Answered offsets are committed every ``commit_interval_s``, before a
-    partition is given up, and on stop.
+    first assignment nothing is fetched. Answered offsets are committed every ``commit_interval_s``, before
+    every reassignment, and on stop.
     """
 
     def __init__(
@@ -101,8 +101,7 @@ class RequestConsumer(Service):
         consumer = self._consumer = self._consumer or self._build_consumer()
         await consumer.start()
         if self._assigned:  # Faust assigned partitions before this service started
-            consumer.assign(sorted(self._assigned))
-            self._has_partitions.set()
+            self._reassign(consumer, self._assigned)
 
     async def on_stop(self) -> None:
         consumer, self._consumer = self._consumer, None
@@ -124,6 +123,9 @@ class RequestConsumer(Service):
         # every answered offset, not only those given up: assign() resets the positions of all partitions,
         # kept ones included, to their commits
         await self._commit(consumer, self._assigned)
+        self._reassign(consumer, wanted)
+
+    def _reassign(self, consumer: RecordConsumer, wanted: set[TopicPartition]) -> None:
         consumer.assign(sorted(wanted))
         self._assigned = wanted
         for tp in set(self._answered) - wanted:
@@ -146,11 +148,19 @@ class RequestConsumer(Service):
                 record = await consumer.getone()
             except ConsumerStoppedError:  # stopping: on_stop has committed what was answered
                 return
-            await self.handler(record)  # the handler answers every request (errors become replies)
-            self._answered[TopicPartition(record.topic, record.partition)] = record.offset + 1
-            self.answered += 1
+            await self._answer(record)
             if self.clock() - self._last_commit >= self.settings.worker.commit_interval_s:
                 await self._commit(consumer, self._assigned)
+
+    async def _answer(self, record: Any) -> None:
+        tp = TopicPartition(record.topic, record.partition)
+        try:
+            await self.handler(record)  # the handler turns a request's own failures into replies
+        except Exception:  # the edge: a producer failure costs this reply (logged), never the serving loop
+            log.exception("request at %s[%d]@%d not answered", record.topic, record.partition, record.offset)
+        self.answered += 1
+        if tp in self._assigned:  # not given up while it was answered
+            self._answered[tp] = record.offset + 1
 
     async def _commit(self, consumer: RecordConsumer, partitions: Iterable[TopicPartition]) -> None:
         """Commit the answered offsets of ``partitions`` that moved since the last commit."""

@@ -153,3 +153,26 @@ async def test_a_new_assignment_commits_what_was_answered_and_resumes_every_part
     await answered(consumer, 3)  # "b", which waited on partition 0, after its last commit; "c" is not repeated
     await consumer.stop()
     assert records.commits == [{p0: 1}, {p1: 1}, {p0: 2}]
+
+
+async def test_a_handler_failure_is_logged_and_the_loop_answers_the_next_requests(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[bytes] = []
+
+    async def handler(record: Any) -> None:
+        if record.value == b"boom":
+            raise RuntimeError("producer closed")
+        seen.append(record.value)
+
+    records = FakeRecords()
+    consumer = RequestConsumer(runtime.settings, handler, consumer=records, clock=lambda: 0.0)
+    p0 = TopicPartition(runtime.topics.rec_requests, 0)
+    await consumer.start()
+    await consumer.follow([TP(runtime.topics.events, 0)])
+    for value in (b"a", b"boom", b"b"):
+        records.append(p0, value)
+    await answered(consumer, 3)
+    await consumer.stop()
+    assert seen == [b"a", b"b"] and records.commits == [{p0: 3}]
+    assert f"request at {p0.topic}[0]@1 not answered" in caplog.text

@@ -57,9 +57,9 @@ def request_partitions(assigned: Iterable[Any], events_topic: str, requests_topi
 class RequestConsumer(Service):
     """Fetches requests on the loop, answers each with ``handler`` in offset order, commits what was answered.
 
-    :meth:`follow` (connected to the app's ``on_partitions_assigned`` signal) sets the partitions; until the
-    first assignment nothing is fetched. Answered offsets are committed every ``commit_interval_s``, before
-    every reassignment, and on stop.
+    :meth:`follow` (connected to the app's ``on_partitions_assigned`` signal) sets the partitions and
+    :meth:`give_up` (``on_partitions_revoked``) drops them; until the first assignment nothing is fetched.
+    Answered offsets are committed every ``commit_interval_s``, before every reassignment, and on stop.
     """
 
     def __init__(
@@ -124,6 +124,21 @@ class RequestConsumer(Service):
         # kept ones included, to their commits
         await self._commit(consumer, self._assigned)
         self._reassign(consumer, wanted)
+
+    async def give_up(self, revoked: Iterable[Any]) -> None:
+        """Stop answering the request partitions matching revoked events partitions, their answers committed.
+
+        Faust revokes before it assigns: the new owner then starts where this worker stopped, and no request
+        is answered (nor its impression logged) twice for a rebalance.
+        """
+        names = topic_names(self.settings.kafka)
+        kept = self._assigned - request_partitions(revoked, names.events, names.rec_requests)
+        consumer = self._consumer
+        if consumer is None or kept == self._assigned:
+            self._assigned = kept
+            return
+        await self._commit(consumer, self._assigned)
+        self._reassign(consumer, kept)
 
     def _reassign(self, consumer: RecordConsumer, wanted: set[TopicPartition]) -> None:
         consumer.assign(sorted(wanted))

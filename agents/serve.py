@@ -183,7 +183,11 @@ def register(app: faust.App, rt: Runtime) -> RequestHandler:
         async def follow(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
             await consumer.follow(args[0])  # the signal's one argument: the new assignment
 
+        async def give_up(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            await consumer.give_up(args[0])  # the revoked partitions
+
         app.on_partitions_assigned.connect(follow)
+        app.on_partitions_revoked.connect(give_up)
 
         return handler
 

@@ -176,3 +176,29 @@ async def test_a_handler_failure_is_logged_and_the_loop_answers_the_next_request
     await consumer.stop()
     assert seen == [b"a", b"b"] and records.commits == [{p0: 3}]
     assert f"request at {p0.topic}[0]@1 not answered" in caplog.text
+
+
+async def test_revoked_partitions_are_committed_and_no_longer_answered_until_assigned_again(
+    runtime: Runtime,
+) -> None:
+    seen: list[bytes] = []
+
+    async def handler(record: Any) -> None:
+        seen.append(record.value)
+
+    records = FakeRecords()
+    consumer = RequestConsumer(runtime.settings, handler, consumer=records, clock=lambda: 0.0)
+    events, p0 = runtime.topics.events, TopicPartition(runtime.topics.rec_requests, 0)
+    await consumer.start()
+    await consumer.follow([TP(events, 0)])
+    records.append(p0, b"a")
+    await answered(consumer, 1)
+    await consumer.give_up([TP(events, 0), TP(runtime.topics.items, 0)])  # a rebalance starts
+    assert records.commits == [{p0: 1}] and records.assigned == []
+    records.append(p0, b"b")
+    await asyncio.sleep(0.05)
+    assert seen == [b"a"]  # nothing answered while the partition is not this worker's
+    await consumer.follow([TP(events, 0)])  # and it comes back
+    await answered(consumer, 2)
+    await consumer.stop()
+    assert seen == [b"a", b"b"] and records.commits == [{p0: 1}, {p0: 2}]

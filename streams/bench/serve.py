@@ -64,33 +64,71 @@ class Legs:
         return out
 
 
+@dataclass(slots=True)
+class Tally:
+    """What an open-loop run saw: each answered round trip (when it was sent, how long it took, what the
+    worker reported) and the counts; :meth:`summary` is the benchmark's JSON."""
+
+    latencies: list[float] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)  # seconds into the run each answered request was sent
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    sizes: dict[str, list[int]] = field(default_factory=lambda: {"candidates": [], "ranked": []})
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("requests", "errors", "timeouts", "fallbacks"), 0)
+    )
+    legs: Legs = field(default_factory=Legs)
+
+    def answered(self, at_s: float, ms: float, sent: float, resp: RecommendResponse, got: float) -> None:
+        self.latencies.append(ms)
+        self.sent_at.append(at_s)
+        self.legs.add(sent, resp, got)
+        for stage, stage_ms in [*resp.stage_ms.items(), ("worker_total", resp.latency_ms)]:
+            self.stages.setdefault(stage, []).append(stage_ms)
+        self.counts["errors"] += resp.error is not None
+        self.counts["fallbacks"] += resp.fallback
+        self.sizes["candidates"].append(resp.candidates)
+        self.sizes["ranked"].append(resp.ranked)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, round-trip percentiles, ratios, per-stage p50/p99, sizes, legs and the timeline.
+
+        >>> t = Tally()
+        >>> t.counts.update(requests=2, timeouts=1)
+        >>> s = t.summary()
+        >>> s["answered_ratio"], s["fallback_ratio"], s["timeline"]
+        (0.5, 0.0, [])
+        """
+        counts, answered = self.counts, self.counts["requests"] - self.counts["timeouts"]
+        return {
+            **counts,
+            **summarize_ms(self.latencies),
+            "answered_ratio": answered / max(1, counts["requests"]),
+            "fallback_ratio": counts["fallbacks"] / max(1, answered),
+            "stages": {
+                name: {k: v for k, v in summarize_ms(ms).items() if k in ("p50_ms", "p99_ms")}
+                for name, ms in sorted(self.stages.items())
+            },
+            **{f"{name}_p50": float(np.median(v)) if v else 0.0 for name, v in self.sizes.items()},
+            **{f"{name}_min": min(v, default=0) for name, v in self.sizes.items()},
+            "legs": self.legs.summary(),
+            "timeline": timeline_ms(self.sent_at, self.latencies),
+        }
+
+
 async def open_loop(
     client: RecClient, rps: float, seconds: float, user_of: Callable[[int], str], k: int
 ) -> dict[str, Any]:
     """Send ``rps`` requests per second for ``seconds`` regardless of replies; measure each round trip."""
-    latencies: list[float] = []
-    sent_at: list[float] = []  # seconds into the run each answered request was sent
-    stages: dict[str, list[float]] = {}
-    sizes: dict[str, list[int]] = {"candidates": [], "ranked": []}
-    counts = {"requests": 0, "errors": 0, "timeouts": 0, "fallbacks": 0}
-    legs = Legs()
+    tally = Tally()
 
     async def one(i: int) -> None:
         t0, sent = time.perf_counter(), time.time()
         try:
             resp = await client.recommend(user_of(i), k, deadline_ms=1000)
         except RequestTimeoutError:
-            counts["timeouts"] += 1
+            tally.counts["timeouts"] += 1
             return
-        latencies.append((time.perf_counter() - t0) * 1000.0)
-        sent_at.append(i / rps)
-        legs.add(sent, resp, time.time())
-        for stage, ms in [*resp.stage_ms.items(), ("worker_total", resp.latency_ms)]:
-            stages.setdefault(stage, []).append(ms)
-        counts["errors"] += resp.error is not None
-        counts["fallbacks"] += resp.fallback
-        sizes["candidates"].append(resp.candidates)
-        sizes["ranked"].append(resp.ranked)
+        tally.answered(i / rps, (time.perf_counter() - t0) * 1000.0, sent, resp, time.time())
 
     tasks: list[asyncio.Task[None]] = []
     start, n = time.perf_counter(), int(rps * seconds)
@@ -99,23 +137,9 @@ async def open_loop(
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(i)))
-        counts["requests"] += 1
+        tally.counts["requests"] += 1
     await asyncio.gather(*tasks)
-    answered = counts["requests"] - counts["timeouts"]
-    return {
-        **counts,
-        **summarize_ms(latencies),
-        "answered_ratio": answered / max(1, counts["requests"]),
-        "fallback_ratio": counts["fallbacks"] / max(1, answered),
-        "stages": {
-            name: {k: v for k, v in summarize_ms(ms).items() if k in ("p50_ms", "p99_ms")}
-            for name, ms in sorted(stages.items())
-        },
-        **{f"{name}_p50": float(np.median(v)) if v else 0.0 for name, v in sizes.items()},
-        **{f"{name}_min": min(v, default=0) for name, v in sizes.items()},
-        "legs": legs.summary(),
-        "timeline": timeline_ms(sent_at, latencies),
-    }
+    return tally.summary()
 
 
 async def measure_echo(settings: Settings, rps: float, seconds: float, logs: Path) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 aiokafka's sender keeps one produce request in flight per broker. On the app's producer, a reply waits
 for the impression of the request before it, the table's changelog and any dead letters to be acknowledged
-first. The reply producer sends replies only: each goes out as soon as it is built.
+first. The reply producer sends replies only: each goes out as soon as it is built. Impressions have a
+producer of their own too, which lingers so that several share a produce request.
 """
 
 from __future__ import annotations
@@ -31,19 +32,25 @@ class ReplyProducer(Service):
     the same bytes, keys and topics, on the shared producer.
     """
 
-    def __init__(self, app: faust.App, settings: Settings, **kwargs: Any) -> None:
+    client_suffix = "replies"
+    hops = SENDER_HOPS  # loop turns given to the sender after each send
+
+    def __init__(
+        self, app: faust.App, settings: Settings, *, linger_ms: int = 0, acks: int | str = 1, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.app, self.settings = app, settings
+        self.linger_ms, self.acks = linger_ms, acks
         self._producer: AIOKafkaProducer | None = None
         self._topics: dict[str, Any] = {}
-        self.failed = 0  # replies the broker did not take (logged; the client's deadline then answers)
+        self.failed = 0  # messages the broker did not take (logged; for a reply, the client's deadline answers)
 
     async def on_start(self) -> None:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka.bootstrap_servers,
-            client_id=f"{self.settings.worker.app_id}-replies",
-            linger_ms=0,
-            acks=1,
+            client_id=f"{self.settings.worker.app_id}-{self.client_suffix}",
+            linger_ms=self.linger_ms,
+            acks=self.acks,
         )
         await producer.start()
         self._producer = producer
@@ -53,15 +60,15 @@ class ReplyProducer(Service):
         if producer is not None:
             await producer.stop()  # flushes what is still buffered
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        """Hand one reply to the producer (returns once it is buffered, not when the broker acknowledges)."""
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Hand one message to the producer (returns once it is buffered, not when the broker acknowledges)."""
         producer = self._producer
         if producer is None:
             await self._topic(topic).send(key=key, value=value)
             return
         delivery = await producer.send(topic, value, key=key)
         delivery.add_done_callback(self._delivered)
-        for _ in range(SENDER_HOPS):  # let the sender write it before the caller's bookkeeping takes the loop
+        for _ in range(self.hops):  # let the sender write it before the caller's bookkeeping takes the loop
             await asyncio.sleep(0)
 
     def _topic(self, name: str) -> Any:
@@ -73,4 +80,16 @@ class ReplyProducer(Service):
         if delivery.cancelled() or delivery.exception() is None:
             return
         self.failed += 1
-        log.warning("a reply was not delivered: %r", delivery.exception())
+        log.warning("a %s message was not delivered: %r", self.client_suffix, delivery.exception())
+
+
+class ImpressionProducer(ReplyProducer):
+    """Sends impressions on a producer of their own that lingers ``serving.impression_linger_ms``, so several
+    share one produce request, with ``acks=all``: they are training data. Neither delays a reply: replies
+    have their producer, and the app's carries the changelogs."""
+
+    client_suffix = "impressions"
+    hops = 0  # nothing waits on an impression: the sender takes it when the linger is up
+
+    def __init__(self, app: faust.App, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(app, settings, linger_ms=settings.serving.impression_linger_ms, acks="all", **kwargs)

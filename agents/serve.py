@@ -13,7 +13,7 @@ from agents.dead_letters import DeadLetterSink
 from agents.funnel.outcome import FunnelResult
 from agents.funnel.pipeline import Funnel
 from agents.funnel.requests import Rejected, budget_ms, error_response, triage_request, waited_ms
-from agents.replies import ReplyProducer
+from agents.replies import ImpressionProducer, ReplyProducer
 from agents.request_consumer import RequestConsumer
 from agents.runtime import Runtime
 from agents.shadow import ShadowJob, ShadowScorer, sampled
@@ -131,7 +131,7 @@ class RequestHandler:
 
     def __init__(self, app: faust.App, rt: Runtime) -> None:
         self.rt = rt
-        self.impressions = app.topic(rt.topics.impressions)
+        self.impressions = ImpressionProducer(app, rt.settings)
         self.dead = DeadLetterSink(app, rt)
         self.scorer = shadow_scorer(app, rt)
         self.replies = ReplyProducer(app, rt.settings)
@@ -167,7 +167,9 @@ def register(app: faust.App, rt: Runtime) -> RequestHandler:
     handler = RequestHandler(app, rt)
     serving = rt.settings.serving
     if serving.reply_producer == "dedicated":
-        app.add_dependency(handler.replies)  # started with the app; unstarted, it sends through the app's topics
+        # started with the app; unstarted, they send through the app's topics
+        app.add_dependency(handler.replies)
+        app.add_dependency(handler.impressions)
 
     @app.timer(interval=serving.popular_refresh_s)  # type: ignore[untyped-decorator]
     async def refresh_popular() -> None:
@@ -207,14 +209,16 @@ def _observe_wait(rt: Runtime, triaged: RecommendRequest | Rejected, received: f
         rt.metrics.request_wait(waited / 1000.0)
 
 
-async def _record_safely(rt: Runtime, answered: Answered, impressions: Any, scorer: ShadowScorer | None) -> None:
+async def _record_safely(
+    rt: Runtime, answered: Answered, impressions: ImpressionProducer, scorer: ShadowScorer | None
+) -> None:
     try:
         impression, job = record(rt, answered)
     except Exception:  # the edge: the reply is already out; a bookkeeping failure is logged, never fatal
         log.exception("recording %s failed", answered.request.correlation_id)
         return
     user = answered.response.user_id
-    await impressions.send(key=user.encode() if user else None, value=encode(impression))
+    await impressions.send(rt.topics.impressions, user.encode() if user else None, encode(impression))
     if job is not None and scorer is not None:
         scorer.submit(job)  # the challenger never delays an answer
 

@@ -149,8 +149,15 @@ class ServingSettings(_Section):
     )
     reply_producer: Literal["dedicated", "shared"] = Field(
         default="dedicated",
-        description="replies on a producer of their own (no waiting behind impressions and changelogs for the one "
-        "produce request aiokafka keeps in flight per broker) or on the app's",
+        description="replies (and impressions) on producers of their own (no waiting behind impressions and "
+        "changelogs for the one produce request aiokafka keeps in flight per broker) or on the app's",
+    )
+    impression_linger_ms: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="how long an impression waits to share a produce request with the next ones (dedicated "
+        "producers only)",
     )
 
     @model_validator(mode="after")

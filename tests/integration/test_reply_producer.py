@@ -1,4 +1,5 @@
-"""The reply producer over the real broker: replies arrive with their keys while the app's producer is busy."""
+"""The reply and impression producers over the real broker: replies arrive with their keys while the app's
+producer is busy; impressions share produce requests and all arrive."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import faust
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from agents.replies import ReplyProducer
+from agents.replies import ImpressionProducer, ReplyProducer
 from streams.settings import Settings
 from streams.topics import topic_names
 from tests.integration.conftest import drop_topics, fresh_settings
@@ -84,3 +85,39 @@ def test_a_reply_is_on_the_wire_when_send_returns(settings: Settings) -> None:
     """The caller's bookkeeping after ``send`` must not hold the reply back: the sender has drained it."""
     waiting = asyncio.run(_left_in_accumulator(settings))
     assert waiting == [0] * 10
+
+
+async def _impressions_batched(settings: Settings) -> tuple[int, list[tuple[bytes | None, bytes | None]]]:
+    """Batches waiting right after ten impressions are handed over, and what a consumer then reads."""
+    topic = topic_names(settings.kafka).impressions
+    servers = settings.kafka.bootstrap_servers
+    app = faust.App(settings.worker.app_id, broker=f"kafka://{servers}")
+    impressions = ImpressionProducer(app, settings)
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, auto_offset_reset="earliest")
+    await impressions.start()
+    await consumer.start()
+    try:
+        assert impressions._producer is not None
+        parts = await impressions._producer.partitions_for(topic)
+        consumer.assign([TopicPartition(topic, p) for p in sorted(parts)])
+        for i in range(10):
+            await impressions.send(topic, f"u{i}".encode() if i else None, f"imp-{i}".encode())
+        batches = impressions._producer._message_accumulator._batches  # aiokafka's pending batches per partition
+        waiting = sum(len(q) for q in batches.values())
+        got: list[tuple[bytes | None, bytes | None]] = []
+        end = time.monotonic() + 20.0
+        while len(got) < 10 and time.monotonic() < end:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                got += [(r.key, r.value) for r in records]
+        assert impressions.failed == 0
+        return waiting, got
+    finally:
+        await consumer.stop()
+        await impressions.stop()
+
+
+def test_impressions_linger_to_share_produce_requests_and_all_arrive(settings: Settings) -> None:
+    waiting, got = asyncio.run(_impressions_batched(settings))
+    assert 0 < waiting <= settings.kafka.partitions  # ten impressions wait in at most one batch a partition
+    want = [(f"u{i}".encode() if i else None, f"imp-{i}".encode()) for i in range(10)]
+    assert sorted(got, key=lambda kv: kv[1] or b"") == want

@@ -179,18 +179,7 @@ def register(app: faust.App, rt: Runtime) -> RequestHandler:
             log.warning("popular list not refreshed: %s", exc)
 
     if serving.request_consumer == "direct":
-        consumer = RequestConsumer(rt.settings, handler)
-        app.add_dependency(consumer)
-
-        async def follow(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-            await consumer.follow(args[0])  # the signal's one argument: the new assignment
-
-        async def give_up(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-            await consumer.give_up(args[0])  # the revoked partitions
-
-        app.on_partitions_assigned.connect(follow)
-        app.on_partitions_revoked.connect(give_up)
-
+        _consume_directly(app, rt, handler)
         return handler
 
     @app.agent(app.topic(rt.topics.rec_requests), name="serve", concurrency=serving.concurrency)
@@ -199,6 +188,22 @@ def register(app: faust.App, rt: Runtime) -> RequestHandler:
             await handler(event.message)
 
     return handler
+
+
+def _consume_directly(app: faust.App, rt: Runtime, handler: RequestHandler) -> RequestConsumer:
+    """A :class:`RequestConsumer` started with the app, following its rebalances (revoke, then assign)."""
+    consumer = RequestConsumer(rt.settings, handler)
+    app.add_dependency(consumer)
+
+    async def follow(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await consumer.follow(args[0])  # the signal's one argument: the new assignment
+
+    async def give_up(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await consumer.give_up(args[0])  # the revoked partitions
+
+    app.on_partitions_assigned.connect(follow)
+    app.on_partitions_revoked.connect(give_up)
+    return consumer
 
 
 def _observe_wait(rt: Runtime, triaged: RecommendRequest | Rejected, received: float) -> None:

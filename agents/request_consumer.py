@@ -114,8 +114,21 @@ class RequestConsumer(Service):
 
     async def follow(self, assigned: Iterable[Any]) -> None:
         """Answer the request partitions matching Faust's new events assignment (committing what was answered)."""
+        await self._move_to(self._matching(assigned))
+
+    async def give_up(self, revoked: Iterable[Any]) -> None:
+        """Stop answering the request partitions matching revoked events partitions, their answers committed.
+
+        Faust revokes before it assigns: the new owner then starts where this worker stopped, and no request
+        is answered (nor its impression logged) twice for a rebalance.
+        """
+        await self._move_to(self._assigned - self._matching(revoked))
+
+    def _matching(self, events_partitions: Iterable[Any]) -> set[TopicPartition]:
         names = topic_names(self.settings.kafka)
-        wanted = request_partitions(assigned, names.events, names.rec_requests)
+        return request_partitions(events_partitions, names.events, names.rec_requests)
+
+    async def _move_to(self, wanted: set[TopicPartition]) -> None:
         consumer = self._consumer
         if consumer is None or wanted == self._assigned:
             self._assigned = wanted
@@ -124,21 +137,6 @@ class RequestConsumer(Service):
         # kept ones included, to their commits
         await self._commit(consumer, self._assigned)
         self._reassign(consumer, wanted)
-
-    async def give_up(self, revoked: Iterable[Any]) -> None:
-        """Stop answering the request partitions matching revoked events partitions, their answers committed.
-
-        Faust revokes before it assigns: the new owner then starts where this worker stopped, and no request
-        is answered (nor its impression logged) twice for a rebalance.
-        """
-        names = topic_names(self.settings.kafka)
-        kept = self._assigned - request_partitions(revoked, names.events, names.rec_requests)
-        consumer = self._consumer
-        if consumer is None or kept == self._assigned:
-            self._assigned = kept
-            return
-        await self._commit(consumer, self._assigned)
-        self._reassign(consumer, kept)
 
     def _reassign(self, consumer: RecordConsumer, wanted: set[TopicPartition]) -> None:
         consumer.assign(sorted(wanted))

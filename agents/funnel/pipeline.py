@@ -253,11 +253,10 @@ class Funnel:
         # Sources without the vector start first: their store reads are on the wire while the vector's
         # sources (an ANN search on the loop) compute, instead of being sent only once the search is done.
         uses = [bool(getattr(s, "uses_vector", False)) for s in self.sources]
-        tasks: dict[int, asyncio.Future[Scored]] = {}
-        for first in (False, True):
-            for j, source in enumerate(self.sources):
-                if uses[j] == first:
-                    tasks[j] = asyncio.ensure_future(with_vector(source) if first else source.fetch(ctx))
+        tasks = {
+            j: asyncio.ensure_future(with_vector(self.sources[j]) if uses[j] else self.sources[j].fetch(ctx))
+            for j in sorted(range(len(self.sources)), key=uses.__getitem__)  # stable: store reads first
+        }
         got = await asyncio.gather(*(tasks[j] for j in range(len(self.sources))), return_exceptions=True)
         ctx = replace(ctx, user_vector=await vector)
         lists: dict[str, Scored] = {}

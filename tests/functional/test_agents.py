@@ -8,7 +8,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from faust.topics import Topic
 
 from agents.events import feed
 from agents.runtime import Runtime
@@ -18,6 +17,7 @@ from streams.clock import FakeClock
 from streams.errors import ConfigError
 from streams.records import DeadLetter, Impression, RecommendResponse
 from streams.settings import load_settings
+from tests.functional.captured import capture_sends
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -36,17 +36,6 @@ async def runtime() -> AsyncIterator[Runtime]:
     clock = FakeClock(NOW.timestamp())
     rt = Runtime(settings=settings, store=MemoryFeatureStore(clock=clock), clock=clock)
     yield rt
-
-
-def capture_sends(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bytes]]:
-    """Record every Topic.send as (topic, value) instead of producing it."""
-    sent: list[tuple[str, bytes]] = []
-
-    async def capture(self: Topic, *args: object, **kwargs: object) -> None:
-        sent.append((self.get_topic_name(), kwargs["value"]))  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Topic, "send", capture)
-    return sent
 
 
 async def test_events_update_the_table_and_the_store(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,6 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
-from faust.topics import Topic
 from faust.types import TP
 
 from agents.request_consumer import RequestConsumer
@@ -22,6 +21,7 @@ from streams.app import create_app
 from streams.clock import FakeClock
 from streams.records import DeadLetter, RecommendResponse
 from streams.settings import load_settings
+from tests.functional.captured import capture_sends
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -75,16 +75,6 @@ async def runtime() -> AsyncIterator[Runtime]:
     rt = Runtime(settings=settings, store=MemoryFeatureStore(clock=clock), clock=clock)
     rt.popular = [("i1", 3.0), ("i2", 2.0), ("i3", 1.0)]
     yield rt
-
-
-def capture_sends(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bytes]]:
-    sent: list[tuple[str, bytes]] = []
-
-    async def capture(self: Topic, *args: object, **kwargs: object) -> None:
-        sent.append((self.get_topic_name(), kwargs["value"]))  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Topic, "send", capture)
-    return sent
 
 
 def request(cid: str) -> bytes:

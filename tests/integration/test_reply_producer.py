@@ -17,6 +17,16 @@ from streams.topics import topic_names
 from tests.integration.conftest import drop_topics, fresh_settings
 
 
+async def _read(consumer: AIOKafkaConsumer, n: int, timeout_s: float = 20.0) -> list[tuple[bytes | None, bytes | None]]:
+    """``(key, value)`` of the records the consumer reads, until ``n`` of them or the timeout."""
+    got: list[tuple[bytes | None, bytes | None]] = []
+    end = time.monotonic() + timeout_s
+    while len(got) < n and time.monotonic() < end:
+        for records in (await consumer.getmany(timeout_ms=500)).values():
+            got += [(r.key, r.value) for r in records]
+    return got
+
+
 async def _replies_arrive(settings: Settings) -> list[tuple[bytes | None, bytes | None]]:
     topic = topic_names(settings.kafka).rec_responses
     servers = settings.kafka.bootstrap_servers
@@ -34,11 +44,7 @@ async def _replies_arrive(settings: Settings) -> list[tuple[bytes | None, bytes 
         for i in range(20):
             await bulk.send(impressions, b"x" * 50_000)  # a busy shared producer
             await replies.send(topic, f"c{i}".encode(), f"reply-{i}".encode())
-        got: list[tuple[bytes | None, bytes | None]] = []
-        end = time.monotonic() + 20.0
-        while len(got) < 20 and time.monotonic() < end:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                got += [(r.key, r.value) for r in records]
+        got = await _read(consumer, 20)
         assert replies.failed == 0
         return got
     finally:
@@ -104,11 +110,7 @@ async def _impressions_batched(settings: Settings) -> tuple[int, list[tuple[byte
             await impressions.send(topic, f"u{i}".encode() if i else None, f"imp-{i}".encode())
         batches = impressions._producer._message_accumulator._batches  # aiokafka's pending batches per partition
         waiting = sum(len(q) for q in batches.values())
-        got: list[tuple[bytes | None, bytes | None]] = []
-        end = time.monotonic() + 20.0
-        while len(got) < 10 and time.monotonic() < end:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                got += [(r.key, r.value) for r in records]
+        got = await _read(consumer, 10)
         assert impressions.failed == 0
         return waiting, got
     finally:
